@@ -1,0 +1,1 @@
+"""Bijectors of the course, one module per family."""

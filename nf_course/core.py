@@ -1,0 +1,344 @@
+r"""The core of a normalizing flow: bijectors, their composition, a base distribution, the flow.
+
+Mathematics (lectures 000 and 001 of Isachenko, 002 of Grover, chapter 004 of Yang and Ryu).
+A flow is an invertible, differentiable map :math:`f` from data :math:`x` to noise :math:`z = f(x)`
+with a simple base density :math:`p_Z`. The change of variables gives the data density
+
+.. math::
+
+    \log p_X(x) = \log p_Z(f(x)) + \log \left|\det \frac{\partial f}{\partial x}\right|,
+
+and the generative map :math:`g = f^{-1}` draws samples, :math:`x = g(z)` with :math:`z \sim p_Z`,
+whose log-density follows from the inverse function theorem,
+
+.. math::
+
+    \log p_X(g(z)) = \log p_Z(z) - \log \left|\det \frac{\partial g}{\partial z}\right|.
+
+A composition :math:`f = f_K \circ \dots \circ f_1` sums the log-determinants of its layers.
+
+Convention (``../shared/API.md``): ``forward`` is the *normalizing* direction :math:`z = f(x)`,
+``inverse`` the *generative* one :math:`x = g(z)`. Both return ``(output, log_det)`` where
+``log_det`` has shape ``(B,)`` and is the log-absolute-determinant of the Jacobian of the map
+just applied, at its input. The Grover and Yang-Ryu lectures name the generative map :math:`f`;
+the book's chapters map their notation to this one.
+
+Two training objectives (lecture 000, "forward vs reverse KL"):
+
+* forward KL, :math:`\mathrm{KL}(\pi \| p_\theta) = -\mathbb{E}_\pi \log p_\theta(x)
+  + \text{const}`, needs samples of the data and the *forward* direction (maximum likelihood);
+* reverse KL, :math:`\mathrm{KL}(p_\theta \| \pi) = \mathbb{E}_{p_\theta}[\log p_\theta(x) -
+  \log \tilde\pi(x)] + \log Z`, needs an unnormalized target :math:`\tilde\pi` and the
+  *inverse* direction (sampling with density).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Bijector", "Compose", "Flow", "Inverse", "StandardNormal", "validate_batch"]
+
+
+def validate_batch(
+    x: object, event_shape: Sequence[int] | None, *, where: str, name: str = "x"
+) -> Tensor:
+    """Check that ``x`` is a floating batch ``(B, *event_shape)`` and return it.
+
+    Args:
+        x: the value to check.
+        event_shape: the shape of one sample, or ``None`` to accept any non-empty one.
+        where: the method doing the check, named in the error (e.g. ``"Flow.log_prob"``).
+        name: the argument's name in the error.
+
+    Raises:
+        TypeError: ``x`` is not a tensor, or not of a floating dtype.
+        ValueError: ``x`` has no batch dimension or the wrong event shape.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{where}: {name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{where}: {name} must have a floating dtype (float32 or float64), got {x.dtype}; "
+            f"convert it with {name}.float() or {name}.double()"
+        )
+    if event_shape is None:
+        if x.dim() < 2:
+            raise ValueError(
+                f"{where}: {name} must be a batch of shape (B, ...) with at least 2 dimensions, "
+                f"got shape {tuple(x.shape)}; for a single sample use {name}.unsqueeze(0)"
+            )
+        return x
+    expected = tuple(event_shape)
+    if x.dim() != len(expected) + 1 or tuple(x.shape[1:]) != expected:
+        raise ValueError(
+            f"{where}: {name} must have shape (B, {', '.join(map(str, expected))}), "
+            f"got {tuple(x.shape)}"
+        )
+    return x
+
+
+class Bijector(nn.Module):
+    """Base class of an invertible, differentiable map with a tractable log-determinant.
+
+    Subclasses implement both directions:
+
+    * ``forward(x) -> (z, log_det)``: the normalizing map ``z = f(x)``, with
+      ``log_det = log|det ∂f/∂x|`` at ``x``;
+    * ``inverse(z) -> (x, log_det)``: the generative map ``x = g(z) = f⁻¹(z)``, with
+      ``log_det = log|det ∂g/∂z|`` at ``z``.
+
+    Inputs are batches ``(B, D)`` or ``(B, C, H, W)``; ``log_det`` has shape ``(B,)``.
+    A bijector never modifies its input in place and treats the samples of a batch
+    independently. Subclassing is a convenience, not a requirement: the checker in
+    :mod:`nf_course.checks` accepts any object with these two methods.
+    """
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalizing direction: ``(B, *shape) -> ((B, *shape'), (B,))``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Generative direction: ``(B, *shape') -> ((B, *shape), (B,))``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement inverse")
+
+
+class Compose(Bijector):
+    """The composition ``f = f_K ∘ … ∘ f_1`` of bijectors given in the order data → noise.
+
+    ``forward`` applies ``f_1`` first and sums the log-determinants (the chain rule);
+    ``inverse`` undoes them from ``f_K`` back to ``f_1``.
+    """
+
+    def __init__(self, *bijectors: nn.Module) -> None:
+        super().__init__()
+        if len(bijectors) == 1 and isinstance(bijectors[0], list | tuple):
+            bijectors = tuple(bijectors[0])
+        for index, bijector in enumerate(bijectors):
+            if not (callable(getattr(bijector, "forward", None)) and hasattr(bijector, "inverse")):
+                raise TypeError(
+                    f"Compose: argument {index} ({type(bijector).__name__}) is not a bijector: "
+                    "it needs forward(x) and inverse(z) methods"
+                )
+        self.bijectors = nn.ModuleList(bijectors)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x (B, …) -> (z, Σ_k log|det ∂f_k|)``, ``log_det (B,)``."""
+        total = x.new_zeros(x.shape[0])
+        for bijector in self.bijectors:
+            x, log_det = bijector(x)
+            total = total + log_det
+        return x, total
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z (B, …) -> (x, Σ_k log|det ∂g_k|)``, ``log_det (B,)``."""
+        total = z.new_zeros(z.shape[0])
+        for bijector in reversed(self.bijectors):
+            z, log_det = bijector.inverse(z)
+            total = total + log_det
+        return z, total
+
+    def __len__(self) -> int:
+        return len(self.bijectors)
+
+    def __getitem__(self, index: int) -> nn.Module:
+        return self.bijectors[index]
+
+
+class Inverse(Bijector):
+    """The bijector ``f⁻¹``: swaps the two directions of ``bijector``.
+
+    An inverse autoregressive flow, for instance, is the inverse of a masked autoregressive
+    layer: what was cheap in one direction becomes cheap in the other.
+    """
+
+    def __init__(self, bijector: nn.Module) -> None:
+        super().__init__()
+        self.bijector = bijector
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, …) -> (g(x), log|det ∂g/∂x|)``."""
+        return self.bijector.inverse(x)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, …) -> (f(z), log|det ∂f/∂z|)``."""
+        return self.bijector(z)
+
+
+class StandardNormal(nn.Module):
+    """The standard normal base distribution :math:`\\mathcal N(0, I)` on ``event_shape``.
+
+    Follows ``torch.distributions`` semantics: ``log_prob`` sums over the event dimensions,
+    ``sample(sample_shape)`` returns ``(*sample_shape, *event_shape)``. It is a module (with
+    no parameters) so that ``flow.to(device, dtype)`` moves it along with the bijector.
+
+    Args:
+        event_shape: shape of one sample, e.g. ``2`` or ``(2,)`` for 2D data,
+            ``(1, 8, 8)`` for 8x8 images.
+    """
+
+    def __init__(self, event_shape: int | Sequence[int]) -> None:
+        super().__init__()
+        shape = (event_shape,) if isinstance(event_shape, int) else tuple(event_shape)
+        if not shape or any(int(size) <= 0 for size in shape):
+            raise ValueError(f"StandardNormal: event_shape must be positive sizes, got {shape}")
+        self.event_shape = torch.Size(int(size) for size in shape)
+        # A zero-size buffer that carries the device and dtype of the distribution.
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+
+    @property
+    def dim(self) -> int:
+        """Number of elements of one sample."""
+        return self.event_shape.numel()
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """``z (B, *event_shape) -> (B,)``: ``-½‖z‖² - (D/2) log 2π``."""
+        validate_batch(z, self.event_shape, where="StandardNormal.log_prob", name="z")
+        squared_norm = z.reshape(z.shape[0], -1).square().sum(dim=1)
+        return -0.5 * squared_norm - 0.5 * self.dim * math.log(2 * math.pi)
+
+    def sample(
+        self,
+        sample_shape: int | Sequence[int] = (),
+        *,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Draw ``(*sample_shape, *event_shape)`` samples of :math:`\\mathcal N(0, T^2 I)`.
+
+        Args:
+            sample_shape: number of samples (an int) or a shape.
+            temperature: standard deviation ``T`` (Glow's reduced-temperature sampling).
+            generator: a ``torch.Generator`` for reproducible draws.
+        """
+        shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
+        noise = torch.randn(
+            (*shape, *self.event_shape),
+            generator=generator,
+            dtype=self._anchor.dtype,
+            device=self._anchor.device,
+        )
+        return noise * temperature
+
+    def extra_repr(self) -> str:
+        return f"event_shape={tuple(self.event_shape)}"
+
+
+class Flow(nn.Module):
+    """A normalizing flow: a bijector ``f`` (data → noise) and a base distribution ``p_Z``.
+
+    Args:
+        bijector: any module with ``forward(x) -> (z, log_det)`` and
+            ``inverse(z) -> (x, log_det)``.
+        base: the base distribution, with ``log_prob(z) -> (B,)``, ``sample(shape)`` and an
+            ``event_shape`` (e.g. :class:`StandardNormal`).
+
+    Example:
+        >>> flow = Flow(Compose(...), StandardNormal(2))            # doctest: +SKIP
+        >>> loss = flow.forward_kl(x_batch)                          # doctest: +SKIP
+    """
+
+    def __init__(self, bijector: nn.Module, base: nn.Module) -> None:
+        super().__init__()
+        if not (callable(getattr(bijector, "forward", None)) and hasattr(bijector, "inverse")):
+            raise TypeError(
+                f"Flow: bijector must have forward and inverse methods, got {type(bijector)}"
+            )
+        if not (hasattr(base, "log_prob") and hasattr(base, "sample")):
+            raise TypeError(f"Flow: base must have log_prob and sample methods, got {type(base)}")
+        self.bijector = bijector
+        self.base = base
+
+    @property
+    def event_numel(self) -> int:
+        """Number of elements of one sample (the same in data and noise space)."""
+        return torch.Size(self.base.event_shape).numel()
+
+    def _check_data(self, x: object, where: str) -> Tensor:
+        x = validate_batch(x, None, where=where)
+        numel = x[0].numel()
+        if numel != self.event_numel:
+            raise ValueError(
+                f"{where}: each sample of x must have {self.event_numel} elements "
+                f"(base event shape {tuple(self.base.event_shape)}), got shape {tuple(x.shape)}"
+            )
+        parameter = (
+            next(self.bijector.parameters(), None) if isinstance(self.bijector, nn.Module) else None
+        )
+        if parameter is not None and parameter.dtype != x.dtype:
+            raise TypeError(
+                f"{where}: x has dtype {x.dtype} but the flow's parameters are {parameter.dtype}; "
+                f"convert one of them (x.to({parameter.dtype}) or flow.to({x.dtype}))"
+            )
+        return x
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """``x (B, *shape) -> (B,)``: ``log p_Z(f(x)) + log|det ∂f/∂x|``."""
+        x = self._check_data(x, "Flow.log_prob")
+        z, log_det = self.bijector(x)
+        return self.base.log_prob(z) + log_det
+
+    def sample(
+        self,
+        n: int,
+        *,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Draw ``n`` samples ``x = g(z)``, ``z ~ p_Z``, without gradients: ``(n, *shape)``.
+
+        ``temperature`` scales the base noise (Glow's reduced-temperature samples).
+        Use :meth:`sample_and_log_prob` for differentiable (reparametrized) samples.
+        """
+        with torch.no_grad():
+            z = self.base.sample((n,), temperature=temperature, generator=generator)
+            x, _ = self.bijector.inverse(z)
+        return x
+
+    def sample_and_log_prob(
+        self, n: int, *, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Draw ``n`` reparametrized samples and their log-density: ``((n, *shape), (n,))``.
+
+        Uses the generative direction only, ``log p(g(z)) = log p_Z(z) - log|det ∂g/∂z|``:
+        ``forward`` is never called, so this works for flows whose forward is expensive (IAF).
+        Gradients flow to the parameters (the reparametrization trick).
+        """
+        z = self.base.sample((n,), generator=generator)
+        x, log_det = self.bijector.inverse(z)
+        return x, self.base.log_prob(z) - log_det
+
+    def forward_kl(self, x: Tensor) -> Tensor:
+        """Mean negative log-likelihood of the batch ``x``: the maximum-likelihood loss, ``()``.
+
+        It equals ``KL(π ‖ p_θ)`` up to the data entropy ``H(π)``, a constant.
+        """
+        return -self.log_prob(x).mean()
+
+    def reverse_kl(
+        self,
+        log_target: Callable[[Tensor], Tensor],
+        n: int,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Monte Carlo estimate of ``KL(p_θ ‖ π) - log Z`` from ``n`` samples, ``()``.
+
+        Args:
+            log_target: unnormalized log-density ``log π̃``: ``(n, *shape) -> (n,)``.
+            n: number of samples.
+            generator: a ``torch.Generator`` for reproducible draws.
+
+        Adding the target's ``log Z`` gives the reverse KL itself (always ``≥ 0``).
+        """
+        x, log_q = self.sample_and_log_prob(n, generator=generator)
+        log_p = log_target(x)
+        if not isinstance(log_p, Tensor) or log_p.shape != log_q.shape:
+            raise ValueError(
+                f"Flow.reverse_kl: log_target must return shape ({n},), got "
+                f"{getattr(log_p, 'shape', type(log_p).__name__)}"
+            )
+        return (log_q - log_p).mean()

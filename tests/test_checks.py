@@ -1,0 +1,147 @@
+"""The checker proves itself on a catalogue of correct and broken student bijectors."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from checker_catalogue import CORRECT, MISTAKES, Case, ExpAffine, Float32Only, vectors
+
+from nf_course.checks import (
+    CHECKS,
+    BijectorCheckError,
+    brute_force_log_det,
+    check_batch_independence,
+    check_bijector,
+    check_invertible,
+    check_log_det,
+)
+
+
+def test_catalogue_is_large_enough():
+    assert len(CORRECT) >= 10
+    assert len(MISTAKES) >= 25
+    assert len({case.name for case in CORRECT + MISTAKES}) == len(CORRECT) + len(MISTAKES)
+
+
+@pytest.mark.parametrize("case", CORRECT, ids=lambda case: case.name)
+def test_correct_bijectors_pass(case: Case):
+    report = check_bijector(case.make(), case.x(), **case.options)
+    assert report.passed
+    assert [result.check for result in report.results] == list(CHECKS)
+
+
+@pytest.mark.parametrize("case", MISTAKES, ids=lambda case: case.name)
+def test_mistakes_are_caught_by_the_right_property(case: Case):
+    with pytest.raises(BijectorCheckError) as caught:
+        check_bijector(case.make(), case.x(), **case.options)
+    error = caught.value
+    assert set(error.failed_checks) & set(case.catches), (
+        f"expected a failure of {case.catches}, got {error.failed_checks}:\n{error}"
+    )
+    message = str(error)
+    for check in set(error.failed_checks) & set(case.catches):
+        assert f"[{check}] {CHECKS[check]}" in message
+    assert case.says in message, message
+
+
+def test_float32_only_code_is_checked_in_float32_and_says_why():
+    report = check_bijector(Float32Only(), vectors(dim=3))
+    assert report.dtype == torch.float32
+    assert "in float64" in report.notes[0] and "raised RuntimeError" in report.notes[0]
+
+
+def test_float64_capable_code_is_checked_in_float64():
+    assert check_bijector(ExpAffine(4), vectors().float()).dtype == torch.float64
+
+
+def test_the_callers_module_is_never_modified():
+    from checker_catalogue import ActNorm, images
+
+    module = ActNorm(2)
+    before = copy.deepcopy(module.state_dict())
+    check_bijector(module, images())
+    after = module.state_dict()
+    assert not module.initialized
+    assert all(torch.equal(before[key], after[key]) for key in before)
+    assert all(p.grad is None and p.dtype == torch.float32 for p in module.parameters())
+
+
+def test_failure_message_names_worst_sample_error_and_tolerance():
+    from checker_catalogue import SignFlipped
+
+    with pytest.raises(BijectorCheckError) as caught:
+        check_bijector(SignFlipped(4), vectors())
+    result = caught.value.report["log_det_forward"]
+    assert not result.passed
+    assert result.error > result.tolerance
+    assert "worst sample" in result.message and "tolerance" in result.message
+
+
+def test_individual_checks_run_only_their_properties():
+    from checker_catalogue import InPlaceForward, SignFlipped
+
+    report = check_invertible(SignFlipped(4), vectors())  # a log-det bug is not its business
+    assert "log_det_forward" not in [r.check for r in report.results]
+    with pytest.raises(BijectorCheckError) as caught:
+        check_log_det(SignFlipped(4), vectors())
+    assert caught.value.failed_checks == ["log_det_forward", "log_det_sum"]
+    with pytest.raises(BijectorCheckError) as caught:
+        check_invertible(InPlaceForward(4), vectors())
+    assert "input_unchanged" in caught.value.failed_checks
+    assert check_batch_independence(ExpAffine(4), vectors()).passed
+
+
+def test_given_noise_points_are_checked_too():
+    class WrongOutsideImage(ExpAffine):
+        """Correct on forward(x), wrong far out in the tails (a clamp in inverse)."""
+
+        def inverse(self, z):
+            return super().inverse(z.clamp(-6, 6))
+
+    x = vectors()
+    check_bijector(WrongOutsideImage(4), x)
+    with pytest.raises(BijectorCheckError) as caught:
+        check_bijector(WrongOutsideImage(4), x, z=10 * vectors(seed=3))
+    assert "round_trip_inverse" in caught.value.failed_checks
+
+
+def test_tolerances_can_be_set_and_unknown_ones_are_refused():
+    from checker_catalogue import NoiseInForward
+
+    check_bijector(NoiseInForward(4), vectors(), atol=1e-2, log_det_atol=1e-2)
+    with pytest.raises(TypeError, match="unknown tolerance"):
+        check_bijector(ExpAffine(4), vectors(), tolerance=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("x", "error"),
+    [
+        (torch.zeros(5, 2, dtype=torch.long), TypeError),
+        (torch.zeros(1, 2), ValueError),
+        (torch.zeros(4), ValueError),
+        ([[0.0, 1.0]], TypeError),
+    ],
+)
+def test_bad_input_to_the_checker_is_refused(x, error):
+    with pytest.raises(error):
+        check_bijector(ExpAffine(2), x)
+
+
+def test_brute_force_log_det_matches_closed_forms():
+    generator = torch.Generator().manual_seed(0)
+    matrix = torch.randn(5, 5, generator=generator, dtype=torch.float64)
+    x = torch.randn(7, 5, generator=generator, dtype=torch.float64)
+    log_det = brute_force_log_det(lambda t: t @ matrix.T, x)
+    torch.testing.assert_close(log_det, torch.linalg.slogdet(matrix).logabsdet.expand(7))
+    log_det = brute_force_log_det(lambda t: (torch.tanh(t), None), x)
+    torch.testing.assert_close(log_det, torch.log1p(-(torch.tanh(x) ** 2)).sum(1))
+
+
+def test_brute_force_log_det_refuses_non_square_and_detached_maps():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="not square"):
+        brute_force_log_det(lambda t: t[:, :2], x)
+    with pytest.raises(ValueError, match="differentiabl"):
+        brute_force_log_det(lambda t: t.detach() * 2, x)
