@@ -45,7 +45,7 @@ def test_compose_sums_log_dets_and_inverts_in_reverse_order():
 
 def test_compose_accepts_a_list_and_refuses_non_bijectors():
     assert len(Compose([ExpAffine(2), ExpAffine(2)])) == 2
-    with pytest.raises(TypeError, match="argument 1 .*Linear.* is not a bijector"):
+    with pytest.raises(TypeError, match=r"argument 1 .*Linear.* is not a bijector"):
         Compose(ExpAffine(2), nn.Linear(2, 2))
 
 

@@ -28,14 +28,17 @@ def pyproject_requirements() -> dict[str, str]:
 def conda_requirements() -> dict[str, str]:
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     entries = [d for d in environment["dependencies"] if isinstance(d, str)]
-    parsed = dict(_split(d.replace("=", "==", 1) if re.match(r"^\w+=\d", d) else d)
-                  for d in entries)
+    parsed = dict(
+        _split(d.replace("=", "==", 1) if re.match(r"^\w+=\d", d) else d) for d in entries
+    )
     parsed.pop("python"), parsed.pop("pip")
     return parsed
 
 
 def test_every_dependency_is_in_both_files_with_the_same_versions():
-    expected = {CONDA_NAMES.get(name, name): spec for name, spec in pyproject_requirements().items()}
+    expected = {
+        CONDA_NAMES.get(name, name): spec for name, spec in pyproject_requirements().items()
+    }
     assert conda_requirements() == expected
 
 

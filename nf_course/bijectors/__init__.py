@@ -1,1 +1,27 @@
-"""Bijectors of the course, one module per family."""
+"""Bijectors of the course, one module per family of flows.
+
+Every vector bijector is built as ``Cls(dim)`` and every image bijector as ``Cls(channels)``;
+other options are keyword-only. ``forward`` is the normalizing direction (data to noise).
+"""
+
+from nf_course.bijectors.coupling import AdditiveCoupling, AffineCoupling, AffineCoupling2d
+from nf_course.bijectors.linear import (
+    InvConv1x1,
+    Linear,
+    LinearLU,
+    LinearQR,
+    Permutation,
+    Reverse,
+)
+
+__all__ = [
+    "AdditiveCoupling",
+    "AffineCoupling",
+    "AffineCoupling2d",
+    "InvConv1x1",
+    "Linear",
+    "LinearLU",
+    "LinearQR",
+    "Permutation",
+    "Reverse",
+]
