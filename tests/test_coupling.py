@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor, nn
+from helpers import perturbed
+from torch import Tensor
 
 from nf_course import Compose, Flow, StandardNormal
 from nf_course.bijectors.coupling import AdditiveCoupling, AffineCoupling, AffineCoupling2d
@@ -24,17 +25,6 @@ IMAGE_CASES = [
     ("channel", (2, 4, 6)),
     ("channel", (3, 5, 3)),
 ]
-
-
-def perturbed(module: nn.Module, seed: int = 0, std: float = 0.3) -> nn.Module:
-    """``module`` in float64 with seeded Gaussian noise of ``std`` added to every parameter."""
-    module = module.double()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
-            parameter.add_(std * noise)
-    return module
 
 
 def vectors(batch: int, dim: int, seed: int = 1) -> Tensor:

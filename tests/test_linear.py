@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import perturbed
 from torch import Tensor, nn
 
 from nf_course import Flow, StandardNormal
@@ -28,22 +29,6 @@ DIM = 5
 def randn(*shape: int, seed: int = 0) -> Tensor:
     """A float64 standard normal tensor from a seeded generator."""
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def perturbed(layer: nn.Module, *, seed: int = 0, scale: float = 0.3) -> nn.Module:
-    """``layer`` in float64 with seeded Gaussian noise added to every parameter.
-
-    A fresh linear layer is orthogonal with a zero shift, which hides bugs such as a missing
-    bias, a transposed matrix or a log-det with the wrong sign; the noise makes every factor
-    generic (non-unit diagonals, nonzero off-diagonal entries).
-    """
-    layer = layer.double()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in layer.parameters():
-            noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
-            parameter.add_(scale * noise)
-    return layer
 
 
 VECTOR_LAYERS: dict[str, Callable[[int], nn.Module]] = {

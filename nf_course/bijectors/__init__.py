@@ -5,6 +5,7 @@ other options are keyword-only. ``forward`` is the normalizing direction (data t
 """
 
 from nf_course.bijectors.coupling import AdditiveCoupling, AffineCoupling, AffineCoupling2d
+from nf_course.bijectors.elementwise import ElementwiseAffine
 from nf_course.bijectors.linear import (
     InvConv1x1,
     Linear,
@@ -18,6 +19,7 @@ __all__ = [
     "AdditiveCoupling",
     "AffineCoupling",
     "AffineCoupling2d",
+    "ElementwiseAffine",
     "InvConv1x1",
     "Linear",
     "LinearLU",
