@@ -627,10 +627,11 @@ class _Run:
             return False
         error = (got - want).abs()
         error = torch.where(got.isnan() & want.isnan(), torch.zeros_like(error), error)
-        excess = error - (atol + rtol * want.abs())
+        tolerance_map = atol + rtol * want.abs().nan_to_num(0.0)
+        excess = error - tolerance_map
         sample, worst_excess = _worst(excess)
         sample_error = error[sample].reshape(-1)
-        sample_tol = (atol + rtol * want[sample].abs()).reshape(-1)
+        sample_tol = tolerance_map[sample].reshape(-1)
         coordinate = int((sample_error - sample_tol).nan_to_num(math.inf).argmax())
         measured = float(sample_error[coordinate])
         tolerance = float(sample_tol[coordinate])

@@ -4,16 +4,38 @@ Mathematics (lecture 000, "Jacobian structure"). A map :math:`z_i = h_i(x_i)` ha
 Jacobian, so :math:`\log|\det \partial f/\partial x| = \sum_i \log|h_i'(x_i)|`: O(D) per sample
 in both directions. Alone such a map cannot correlate coordinates; it rescales and shifts
 them, and it pre-processes data (the logit transform of RealNVP, Dinh et al. 2017).
+
+**Logit pre-processing** (:class:`Logit`). Dequantized images live in the bounded box
+:math:`(0, K)^D`, while a flow with a Gaussian base maps onto all of :math:`\mathbb R^D`.
+RealNVP (Dinh, Sohl-Dickstein and Bengio, *Density estimation using Real NVP*, ICLR 2017,
+section 4.1) therefore models the density of the logits of the pixels, kept away from the
+ends of :math:`(0, 1)` by :math:`\alpha` so that no value lands at :math:`\pm\infty`:
+
+.. math::
+
+    p = \alpha + (1 - 2\alpha)\, \frac{y}{K}, \qquad z = \operatorname{logit}(p) = \log p -
+    \log(1 - p), \qquad \log \left|\frac{dz}{dy}\right| = \log \frac{1 - 2\alpha}{K} - \log p -
+    \log(1 - p).
+
+The inverse is :math:`y = K\,(\sigma(z) - \alpha) / (1 - 2\alpha)` with
+:math:`\log |dy/dz| = \log \frac{K}{1 - 2\alpha} + \log \sigma(z) + \log \sigma(-z)`.
+This symmetric form, which keeps ``y = K/2`` at ``z = 0``, is the one of FFJORD's
+``LogitTransform``; RealNVP uses :math:`\alpha = 0.05`. The log-determinant enters the
+log-likelihood, so bits/dim measured through :class:`Logit` are still those of the data in
+unit-bin space.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nf_course.core import Bijector, validate_batch
 
-__all__ = ["ElementwiseAffine"]
+__all__ = ["ElementwiseAffine", "Logit"]
 
 
 class ElementwiseAffine(Bijector):
@@ -52,3 +74,54 @@ class ElementwiseAffine(Bijector):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+def _sum_per_sample(values: Tensor) -> Tensor:
+    """``(B, …) -> (B,)``: the sum over all but the batch dimension."""
+    return values.reshape(values.shape[0], -1).sum(dim=1)
+
+
+class Logit(Bijector):
+    """The RealNVP pre-processing ``z = logit(α + (1 - 2α) y / K)``, elementwise.
+
+    ``forward`` maps data ``y ∈ [0, K]`` (dequantized pixel levels) to ``z ∈ ℝ``; ``inverse``
+    maps back. Works on batches ``(B, D)`` and ``(B, C, H, W)``; ``log_det`` is ``(B,)``.
+    It has no parameters and computes in the dtype of its input. The domain is not checked
+    (that would need a data-dependent branch, which ``torch.func`` transforms reject): values
+    outside ``[0, K]`` may give ``nan``.
+
+    Args:
+        bins: ``K``, the upper end of the data range (17 for the 8x8 digits, 256 for 8-bit
+            images).
+        alpha: ``α ∈ [0, 1/2)``, how far the data are kept from the ends of ``(0, 1)``
+            (RealNVP's 0.05); with ``α = 0`` the ends ``y = 0`` and ``y = K`` map to ``±∞``.
+    """
+
+    def __init__(self, *, bins: float = 17, alpha: float = 0.05) -> None:
+        super().__init__()
+        if isinstance(bins, bool) or not isinstance(bins, int | float) or not bins > 0:
+            raise ValueError(f"Logit: bins must be a positive number, got {bins!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha < 0.5:
+            raise ValueError(f"Logit: alpha must be in [0, 0.5), got {alpha!r}")
+        self.bins = float(bins)
+        self.alpha = float(alpha)
+        # log of the slope of the affine part y -> p.
+        self._log_scale = math.log1p(-2 * self.alpha) - math.log(self.bins)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``y (B, …) -> (z, log|det ∂z/∂y|)`` with ``z`` of the same shape, ``log_det (B,)``."""
+        validate_batch(x, None, where="Logit.forward")
+        p = self.alpha + (1 - 2 * self.alpha) / self.bins * x
+        log_p, log_q = torch.log(p), torch.log1p(-p)
+        return log_p - log_q, _sum_per_sample(self._log_scale - log_p - log_q)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z (B, …) -> (y, log|det ∂y/∂z|)`` with ``y`` of the same shape, ``log_det (B,)``."""
+        validate_batch(z, None, where="Logit.inverse", name="z")
+        y = (torch.sigmoid(z) - self.alpha) * (self.bins / (1 - 2 * self.alpha))
+        # log σ(z) + log σ(-z) = -softplus(-z) - softplus(z)
+        log_slope = -F.softplus(-z) - F.softplus(z)
+        return y, _sum_per_sample(log_slope - self._log_scale)
+
+    def extra_repr(self) -> str:
+        return f"bins={self.bins:g}, alpha={self.alpha:g}"
