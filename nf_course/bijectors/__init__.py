@@ -4,6 +4,7 @@ Every vector bijector is built as ``Cls(dim)`` and every image bijector as ``Cls
 other options are keyword-only. ``forward`` is the normalizing direction (data to noise).
 """
 
+from nf_course.bijectors.autoregressive import IAF, MADE, MAF
 from nf_course.bijectors.coupling import AdditiveCoupling, AffineCoupling, AffineCoupling2d
 from nf_course.bijectors.elementwise import ElementwiseAffine
 from nf_course.bijectors.linear import (
@@ -16,6 +17,9 @@ from nf_course.bijectors.linear import (
 )
 
 __all__ = [
+    "IAF",
+    "MADE",
+    "MAF",
     "AdditiveCoupling",
     "AffineCoupling",
     "AffineCoupling2d",

@@ -1,0 +1,266 @@
+"""Tests of nf_course.bijectors.autoregressive: the masked network MADE and the layers MAF, IAF.
+
+A fresh MAF or IAF is the identity (MADE's output layer is zero), which would hide almost every
+bug, so the property tests run on layers whose parameters are perturbed by seeded noise
+(:func:`perturbed`). Everything is seeded and runs in float64 unless it says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import torch
+from helpers import perturbed
+from torch import Tensor
+
+from nf_course import Compose, Flow, StandardNormal
+from nf_course.bijectors.autoregressive import IAF, MADE, MAF, MaskedLinear
+from nf_course.checks import brute_force_jacobian, check_bijector
+
+LAYERS = [MAF, IAF]
+ORDERS = ["natural", "reversed", "random"]
+HIDDEN = [(16,), (16, 12)]
+
+
+def vectors(batch: int, dim: int, seed: int = 1) -> Tensor:
+    """A seeded float64 batch ``(batch, dim)``."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, dim, generator=generator, dtype=torch.float64)
+
+
+def banana(n: int, seed: int) -> Tensor:
+    """``(n, 2)`` samples of x1 ~ N(0, 1), x2 = x1²/2 - 1/2 + 0.3·ε: curved, not Gaussian."""
+    generator = torch.Generator().manual_seed(seed)
+    x1 = torch.randn(n, generator=generator)
+    x2 = x1.square() / 2 - 0.5 + 0.3 * torch.randn(n, generator=generator)
+    return torch.stack([x1, x2], dim=1)
+
+
+def in_order(jacobian: Tensor, order: Tensor) -> Tensor:
+    """``jacobian (B, D, D)`` with rows and columns sorted by the ordering (first to last)."""
+    return jacobian[:, order][:, :, order]
+
+
+def assert_autoregressive(jacobian: Tensor, order: Tensor, *, strict: bool) -> None:
+    """Fail unless output ``i`` depends only on inputs before ``i`` (or ``i`` itself if not strict).
+
+    ``jacobian (B, D, D)`` holds ``∂out_i/∂x_j``; in the ordering it must be lower triangular,
+    with a zero diagonal as well when ``strict``. Entries must be exactly 0, not small.
+    """
+    above = torch.triu(in_order(jacobian, order), diagonal=0 if strict else 1)
+    assert torch.count_nonzero(above) == 0, (
+        f"an output depends on an input that does not come before it: {above.abs().max():.3g}"
+    )
+
+
+@contextmanager
+def counting_passes(layer: MAF | IAF) -> Iterator[list[int]]:
+    """Count the calls of ``layer.made`` inside the block, in ``counter[0]``."""
+    counter = [0]
+
+    def hook(module: object, inputs: object, output: object) -> None:
+        counter[0] += 1
+
+    handle = layer.made.register_forward_hook(hook)
+    try:
+        yield counter
+    finally:
+        handle.remove()
+
+
+# ----------------------------------------------------------------------------- the checker
+
+
+@pytest.mark.parametrize("batch", [2, 16])
+@pytest.mark.parametrize("hidden", HIDDEN, ids=["1-hidden", "2-hidden"])
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("cls", LAYERS)
+def test_layers_pass_the_checker(cls, order, hidden, batch):
+    layer = perturbed(cls(4, hidden=hidden, order=order, seed=3))
+    check_bijector(layer, vectors(batch, 4))
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_one_dimension_and_no_hidden_layer_work(cls):
+    check_bijector(perturbed(cls(1, hidden=(8,))), vectors(4, 1))
+    check_bijector(perturbed(cls(3, hidden=())), vectors(4, 3))
+
+
+# ----------------------------------------------------------------------------- initialization
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_a_fresh_layer_is_the_identity(cls):
+    layer = cls(3, order="random")
+    x = vectors(5, 3).float()
+    for method in (layer.forward, layer.inverse):
+        out, log_det = method(x)
+        assert torch.equal(out, x), f"{method.__name__} of a fresh layer is not the identity"
+        assert torch.equal(log_det, torch.zeros(5)), f"{method.__name__} log-det is not 0"
+
+
+# ----------------------------------------------------------------------------- MADE
+
+
+@pytest.mark.parametrize("hidden", [(), (16,), (16, 12, 8)], ids=["0", "1", "3"])
+@pytest.mark.parametrize("order", [*ORDERS, [2, 0, 4, 1, 3]])
+def test_made_outputs_depend_only_on_earlier_inputs(order, hidden):
+    made = perturbed(MADE(5, hidden=hidden, outputs_per_dim=3, order=order, seed=7))
+    x = vectors(4, 5)
+    assert made(x).shape == (4, 3, 5)
+    jacobian = brute_force_jacobian(made, x).reshape(4, 3, 5, 5)
+    for p in range(3):
+        assert_autoregressive(jacobian[:, p], made.order, strict=True)
+    assert torch.count_nonzero(jacobian) > 0
+
+
+@pytest.mark.parametrize("order", ["natural", "reversed", [2, 0, 4, 1, 3]])
+def test_made_with_cyclic_degrees_connects_every_earlier_input(order):
+    made = perturbed(MADE(5, hidden=(8, 8), order=order))
+    jacobian = in_order(
+        brute_force_jacobian(made, vectors(3, 5)).reshape(3, 2, 5, 5)[:, 1], made.order
+    )
+    below = torch.tril(torch.ones(5, 5, dtype=torch.bool), diagonal=-1)
+    assert (jacobian[:, below] != 0).all(), "some output ignores an input that comes before it"
+
+
+def test_the_autoregressive_check_catches_a_mask_that_lets_x_i_see_itself():
+    made = perturbed(MADE(4, hidden=(16,), order="reversed"))
+    x = vectors(3, 4)
+    assert_autoregressive(brute_force_jacobian(made, x).reshape(3, 8, 4), made.order, strict=True)
+    # The off-by-one bug: ">=" instead of ">" in the output mask.
+    output_degrees = made.degrees[0].repeat(2)
+    broken = output_degrees[:, None] >= made.degrees[-1][None, :]
+    made.layers[-1].mask.copy_(broken)
+    jacobian = brute_force_jacobian(made, x).reshape(3, 2, 4, 4)
+    with pytest.raises(AssertionError, match="does not come before it"):
+        assert_autoregressive(jacobian[:, 0], made.order, strict=True)
+
+
+def test_made_orders_and_masks():
+    assert MADE(4, order="natural").order.tolist() == [0, 1, 2, 3]
+    assert MADE(4, order="reversed").order.tolist() == [3, 2, 1, 0]
+    first, again = MADE(6, order="random", seed=1), MADE(6, order="random", seed=1)
+    assert sorted(first.order.tolist()) == list(range(6))
+    assert torch.equal(first.order, again.order), "the random order must follow the seed"
+    for a, b in zip(first.layers, again.layers, strict=True):
+        assert torch.equal(a.mask, b.mask)
+    assert not torch.equal(first.order, MADE(6, order="random", seed=2).order)
+    made = MADE(3, hidden=(4,))
+    assert all(isinstance(layer, MaskedLinear) for layer in made.layers)
+    assert made.degrees[1].tolist() == [1, 2, 1, 2], "hidden degrees cycle through 1..D-1"
+    assert "mask" in dict(made.layers[0].named_buffers())
+    assert torch.equal(made(vectors(2, 3).float()), torch.zeros(2, 2, 3)), "output starts at 0"
+
+
+# ----------------------------------------------------------------------------- Jacobian
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("cls", LAYERS)
+def test_jacobian_is_triangular_and_log_det_sums_its_diagonal(cls, order):
+    layer = perturbed(cls(5, hidden=(16,), order=order, seed=2))
+    x = vectors(6, 5)
+    for method, point in ((layer.forward, x), (layer.inverse, layer(x)[0].detach())):
+        _, log_det = method(point)
+        jacobian = brute_force_jacobian(method, point)
+        assert_autoregressive(jacobian, layer.made.order, strict=False)
+        diagonal = torch.diagonal(jacobian, dim1=1, dim2=2)
+        assert (diagonal > 0).all()
+        torch.testing.assert_close(diagonal.log().sum(dim=1), log_det)
+
+
+def test_log_scale_stays_bounded_for_huge_conditioner_outputs():
+    layer = perturbed(MAF(4, hidden=(16,)))
+    with torch.no_grad():
+        layer.made.layers[-1].weight.mul_(1e4)
+    x = vectors(8, 4)
+    z, log_det = layer(x)
+    assert torch.isfinite(z).all() and torch.isfinite(log_det).all()
+    assert (log_det.abs() <= 4 * layer.alpha_bound).all()
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+@pytest.mark.parametrize("dim", [1, 3, 6])
+def test_maf_density_takes_one_pass_and_sampling_takes_d(dim):
+    layer = MAF(dim, hidden=(8,))
+    x = vectors(4, dim).float()
+    with counting_passes(layer) as passes:
+        layer(x)
+    assert passes[0] == 1
+    with counting_passes(layer) as passes:
+        layer.inverse(x)
+    assert passes[0] == dim
+
+
+@pytest.mark.parametrize("dim", [1, 3, 6])
+def test_iaf_sampling_takes_one_pass_and_density_takes_d(dim):
+    layer = IAF(dim, hidden=(8,))
+    x = vectors(4, dim).float()
+    with counting_passes(layer) as passes:
+        layer.inverse(x)
+    assert passes[0] == 1
+    with counting_passes(layer) as passes:
+        layer(x)
+    assert passes[0] == dim
+
+
+# ----------------------------------------------------------------------------- fitting
+
+
+def test_maf_fits_a_banana_by_forward_kl():
+    torch.manual_seed(0)
+    orders = ["natural", "reversed", "natural", "reversed"]
+    flow = Flow(Compose(*[MAF(2, hidden=(16, 16), order=o) for o in orders]), StandardNormal(2))
+    train, test = banana(1024, seed=0), banana(2048, seed=1)
+    with torch.no_grad():
+        before = flow.forward_kl(test).item()
+    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    for _ in range(100):
+        optimizer.zero_grad()
+        flow.forward_kl(train).backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = flow.forward_kl(test).item()
+    # Identity flow: ≈ 2.70 nats; the data's entropy, the best reachable value: ≈ 1.63 nats.
+    assert after < before - 0.7, f"held-out NLL went from {before:.3f} to {after:.3f} only"
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("cls", [*LAYERS, MADE])
+def test_bad_arguments_are_refused_clearly(cls):
+    name = cls.__name__
+    with pytest.raises(ValueError, match=f"{name}: dim must be at least 1, got 0"):
+        cls(0)
+    with pytest.raises(TypeError, match=f"{name}: dim must be an int, got float"):
+        cls(2.0)
+    with pytest.raises(ValueError, match=f"{name}: unknown order 'sideways'; choose one of "):
+        cls(3, order="sideways")
+    with pytest.raises(ValueError, match=r"a permutation of 0..2, got \[0, 0, 1\]"):
+        cls(3, order=[0, 0, 1])
+    with pytest.raises(TypeError, match=f"{name}: hidden must be a sequence of widths"):
+        cls(3, hidden=64)
+    with pytest.raises(ValueError, match="each hidden width must be at least 1, got 0"):
+        cls(3, hidden=(8, 0))
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_wrong_inputs_are_refused_clearly(cls):
+    layer = cls(3)
+    name = cls.__name__
+    with pytest.raises(ValueError, match=rf"{name}.forward: x must have shape \(B, 3\)"):
+        layer(torch.zeros(5, 4))
+    with pytest.raises(ValueError, match=rf"{name}.inverse: z must have shape \(B, 3\)"):
+        layer.inverse(torch.zeros(3))
+    with pytest.raises(TypeError, match="floating dtype"):
+        layer(torch.zeros(5, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="alpha_bound must be positive, got 0"):
+        cls(3, alpha_bound=0)
+    with pytest.raises(ValueError, match=r"MADE.forward: x must have shape \(B, 3\)"):
+        layer.made(torch.zeros(2, 2))
