@@ -7,6 +7,7 @@ other options are keyword-only. ``forward`` is the normalizing direction (data t
 from nf_course.bijectors.autoregressive import IAF, MADE, MAF
 from nf_course.bijectors.coupling import AdditiveCoupling, AffineCoupling, AffineCoupling2d
 from nf_course.bijectors.elementwise import ElementwiseAffine
+from nf_course.bijectors.glow import ActNorm, Glow, GlowStep, Squeeze
 from nf_course.bijectors.linear import (
     InvConv1x1,
     Linear,
@@ -20,14 +21,18 @@ __all__ = [
     "IAF",
     "MADE",
     "MAF",
+    "ActNorm",
     "AdditiveCoupling",
     "AffineCoupling",
     "AffineCoupling2d",
     "ElementwiseAffine",
+    "Glow",
+    "GlowStep",
     "InvConv1x1",
     "Linear",
     "LinearLU",
     "LinearQR",
     "Permutation",
     "Reverse",
+    "Squeeze",
 ]

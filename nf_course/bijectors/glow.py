@@ -1,0 +1,391 @@
+r"""Glow: activation normalization, squeeze, the flow step and the multi-scale architecture.
+
+Mathematics (lecture 003 "Glow"; seed 004 §2.4.1 "multi-scale architecture" and §2.4.3
+"Glow: a case study"; Dinh, Sohl-Dickstein and Bengio 2017, "Density estimation using Real NVP";
+Kingma and Dhariwal 2018, "Glow: Generative flow with invertible 1x1 convolutions").
+
+**ActNorm** (:class:`ActNorm`). A per-channel affine map with location :math:`\mu_c` and
+log-scale :math:`\log\sigma_c`, the same at every pixel,
+
+.. math::
+
+    z_{c,i,j} = (x_{c,i,j} - \mu_c)\, e^{-\log\sigma_c},
+    \qquad
+    \log\left|\det\frac{\partial f}{\partial x}\right| = -H \cdot W \sum_{c=1}^{C} \log\sigma_c .
+
+The Jacobian is diagonal and each :math:`e^{-\log\sigma_c}` appears once per pixel, hence the
+factor :math:`H \cdot W` (for vectors ``(B, C)`` the factor is 1). The parameters are initialized
+from the data: on the first batch passed to ``forward``, :math:`\mu_c` and :math:`\sigma_c` are
+set to the per-channel mean and standard deviation, so that the first output has zero mean and
+unit variance per channel. From then on they are ordinary trainable parameters and no batch
+statistics are used, so every sample is transformed independently of the others.
+
+**Squeeze** (:class:`Squeeze`, space-to-depth). Each :math:`2 \times 2` block of pixels of a
+channel becomes four channels of one pixel: ``(C, H, W) -> (4C, H/2, W/2)``. Every output
+element is one input element, each used once: the map is a permutation of the coordinates,
+its Jacobian a permutation matrix, :math:`|\det| = 1` and the log-det is exactly 0. It trades
+spatial size for channels, so that a channel-split coupling has channels to split (a 1-channel
+digit becomes 4 channels) and the 3x3 convolutions of later levels see a wider neighbourhood.
+
+**Flow step** (:class:`GlowStep`). ActNorm, then an invertible 1x1 convolution
+(:class:`~nf_course.bijectors.linear.InvConv1x1`, a learned channel permutation), then an
+affine coupling that splits the channels in halves
+(:class:`~nf_course.bijectors.coupling.AffineCoupling2d` with ``mask="channel"``).
+
+**Multi-scale architecture with factor-out** (:class:`Glow`). With :math:`h_0 = x`, level
+:math:`i = 1, \dots, L` squeezes :math:`h_{i-1}` and applies :math:`K` flow steps, giving
+:math:`f_i(h_{i-1})`; for :math:`i < L` its channels are split in halves,
+:math:`(z_i, h_i) = f_i(h_{i-1})`: :math:`z_i` goes straight to the latent, :math:`h_i` continues.
+The last level keeps everything, :math:`z_L = f_L(h_{L-1})`, and
+:math:`z = \operatorname{concat}(z_1, \dots, z_L)`.
+
+This is still a bijection: it is the composition of the maps
+:math:`(z_1, \dots, z_{i-1}, h_{i-1}) \mapsto (z_1, \dots, z_{i-1}, z_i, h_i)`, each the identity
+on the parts already factored out and a bijection :math:`f_i` on the rest (followed by a
+reshaping, which only relabels coordinates). The Jacobian of each is block diagonal,
+:math:`\operatorname{diag}(I, \partial f_i / \partial h_{i-1})`, so the Jacobian of the whole map
+is block triangular in the order :math:`(z_1, \dots, z_L)` (:math:`z_i` depends only on
+:math:`h_0, \dots, h_{i-1}`, never on later levels) and its log-determinant is the sum of those
+of the levels: :math:`\log|\det \partial z / \partial x| = \sum_i \log|\det \partial f_i /
+\partial h_{i-1}|`. The inverse runs the levels backwards, concatenating each :math:`z_i` back
+to :math:`h_i` before inverting :math:`f_i`.
+
+Why factor out: the factored part needs no further layers, so each level works on half the
+elements of the previous one, and the whole network costs about twice its first level however
+many levels it has (seed 004 §2.4.1). The parts :math:`z_1, \dots, z_L` have gone through more
+and more layers and tend to hold finer to coarser structure.
+
+**Costs** per sample, for an image :math:`(C, H, W)` with :math:`N = C H W` elements:
+ActNorm :math:`O(N)` with log-det :math:`O(C)`; squeeze :math:`O(N)` (a copy) with log-det
+free; a flow step is dominated by the coupling's 3x3 convolutions, :math:`O(H W \cdot
+\text{hidden}^2)`, while its 1x1 convolution costs :math:`O(H W C^2)` with an :math:`O(C)`
+log-det in the LU parametrization. Level :math:`i` works on :math:`N / 2^{i-1}` elements.
+
+A note for readers of the seed's §2.4.3 sketch: there the 1x1 convolution returns
+:math:`-H W \log|\det W|` in its forward direction, the opposite sign of its coupling's log-det,
+and the coupling sums its log-scale over the whole batch; here every log-det is per sample and
+has the sign given by the change-of-variables formula.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from nf_course.bijectors.coupling import AffineCoupling2d
+from nf_course.bijectors.linear import InvConv1x1
+from nf_course.core import Bijector, Compose, validate_batch
+
+__all__ = ["ActNorm", "Glow", "GlowStep", "Squeeze"]
+
+
+def _positive_int(value: object, name: str, where: str) -> int:
+    """Return ``value`` if it is a positive int, else raise a ValueError naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
+    return value
+
+
+class ActNorm(Bijector):
+    r"""Activation normalization: ``z = (x - μ) · exp(-log σ)`` per channel (Glow).
+
+    Works on images ``(B, C, H, W)`` and on vectors ``(B, C)``. The forward log-det is
+    ``-H·W·Σ_c log σ_c`` for images and ``-Σ_c log σ_c`` for vectors.
+
+    Data-dependent initialization: the first call of ``forward`` sets ``μ`` to the per-channel
+    mean of its batch and ``log σ`` to the log of the per-channel standard deviation (plus
+    ``eps``), so that this first output has zero mean and unit variance in every channel, and
+    sets the buffer ``initialized``. Later calls never re-initialize; since ``initialized`` is
+    saved in the ``state_dict``, neither does a model loaded from one. The initialization
+    writes the parameters in place, outside autograd.
+
+    Calling ``inverse`` before any ``forward`` raises a ``RuntimeError``: the generative
+    direction has no data to initialize from, and a silent identity map would hide that the
+    model was never fitted. Run ``forward`` (e.g. ``flow.log_prob(x)``) on a data batch first.
+
+    Args:
+        channels: number of channels ``C``.
+        eps: added to the standard deviation at initialization, so that a constant channel
+            gives a finite scale.
+
+    Attributes:
+        loc: ``μ``, ``(C,)`` parameter.
+        log_scale: ``log σ``, ``(C,)`` parameter.
+        initialized: ``()`` bool buffer, ``True`` once the data-dependent initialization ran.
+    """
+
+    def __init__(self, channels: int, *, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.channels = _positive_int(channels, "channels", "ActNorm")
+        self.eps = eps
+        self.loc = nn.Parameter(torch.zeros(channels))
+        self.log_scale = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    def _check(self, x: object, method: str, name: str) -> Tensor:
+        """Validate a batch ``(B, C)`` or ``(B, C, H, W)`` and return it."""
+        where = f"ActNorm.{method}"
+        x = validate_batch(x, None, where=where, name=name)
+        if x.dim() not in (2, 4) or x.shape[1] != self.channels:
+            raise ValueError(
+                f"{where}: {name} must be a batch of images (B, {self.channels}, H, W) or of "
+                f"vectors (B, {self.channels}), got shape {tuple(x.shape)}"
+            )
+        return x
+
+    def _broadcast(self, parameter: Tensor, x: Tensor) -> Tensor:
+        """A ``(C,)`` parameter reshaped to ``(C,)`` or ``(C, 1, 1)`` to broadcast against ``x``."""
+        return parameter.reshape(self.channels, *([1] * (x.dim() - 2)))
+
+    @torch.no_grad()
+    def _initialize(self, x: Tensor) -> None:
+        """Set ``μ`` and ``log σ`` from the per-channel statistics of the batch ``x``."""
+        per_channel = x.detach().transpose(0, 1).reshape(self.channels, -1)
+        self.loc.copy_(per_channel.mean(dim=1))
+        self.log_scale.copy_(torch.log(per_channel.std(dim=1, unbiased=False) + self.eps))
+        self.initialized.fill_(True)
+
+    def _log_det(self, x: Tensor) -> Tensor:
+        """``-P·Σ_c log σ_c`` for every sample, ``(B,)``, with ``P = H·W`` (1 for vectors)."""
+        pixels = x[0, 0].numel()
+        return (-pixels * self.log_scale.sum()).expand(x.shape[0])
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x (B, C[, H, W]) -> (z = (x - μ)·exp(-log σ), -H·W·Σ log σ (B,))``."""
+        x = self._check(x, "forward", "x")
+        if not self.initialized:
+            self._initialize(x)
+        mu, log_sigma = self._broadcast(self.loc, x), self._broadcast(self.log_scale, x)
+        return (x - mu) * torch.exp(-log_sigma), self._log_det(x)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z (B, C[, H, W]) -> (x = z·exp(log σ) + μ, H·W·Σ log σ (B,))``."""
+        z = self._check(z, "inverse", "z")
+        if not self.initialized:
+            raise RuntimeError(
+                "ActNorm.inverse: the layer is not initialized yet; ActNorm sets its scale and "
+                "location from the first batch of data passed to forward, so run forward (e.g. "
+                "flow.log_prob(x)) on a data batch before sampling"
+            )
+        mu, log_sigma = self._broadcast(self.loc, z), self._broadcast(self.log_scale, z)
+        return z * torch.exp(log_sigma) + mu, -self._log_det(z)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, initialized={bool(self.initialized)}"
+
+
+class Squeeze(Bijector):
+    """Space-to-depth: ``(B, C, H, W) -> (B, 4C, H/2, W/2)``, a permutation with log-det 0.
+
+    Output channel ``4c + 2a + b`` at pixel ``(i, j)`` is input channel ``c`` at pixel
+    ``(2i + a, 2j + b)`` for ``a, b ∈ {0, 1}``. ``H`` and ``W`` must be even.
+    """
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x (B, C, H, W) -> (z (B, 4C, H/2, W/2), zeros (B,))``."""
+        x = validate_batch(x, None, where="Squeeze.forward")
+        if x.dim() != 4:
+            raise ValueError(
+                f"Squeeze.forward: x must be a batch of images (B, C, H, W), "
+                f"got shape {tuple(x.shape)}"
+            )
+        batch, channels, height, width = x.shape
+        if height % 2 or width % 2:
+            raise ValueError(
+                f"Squeeze.forward: the height and width of x must be even to group its pixels "
+                f"in 2x2 blocks, got H={height}, W={width}; crop or pad the images"
+            )
+        blocks = x.reshape(batch, channels, height // 2, 2, width // 2, 2)
+        z = blocks.permute(0, 1, 3, 5, 2, 4).reshape(batch, 4 * channels, height // 2, width // 2)
+        return z, x.new_zeros(batch)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z (B, 4C, H/2, W/2) -> (x (B, C, H, W), zeros (B,))``."""
+        z = validate_batch(z, None, where="Squeeze.inverse", name="z")
+        if z.dim() != 4 or z.shape[1] % 4:
+            raise ValueError(
+                f"Squeeze.inverse: z must be a batch of images (B, 4C, H, W) with a number of "
+                f"channels divisible by 4, got shape {tuple(z.shape)}"
+            )
+        batch, channels, height, width = z.shape
+        blocks = z.reshape(batch, channels // 4, 2, 2, height, width)
+        x = blocks.permute(0, 1, 4, 2, 5, 3).reshape(batch, channels // 4, 2 * height, 2 * width)
+        return x, z.new_zeros(batch)
+
+
+class GlowStep(Compose):
+    """One step of Glow: ActNorm → invertible 1x1 convolution → channel-split affine coupling.
+
+    A :class:`~nf_course.core.Compose` of the three layers, on images ``(B, C, H, W)``,
+    ``C ≥ 2`` (apply :class:`Squeeze` first to a one-channel image). ``forward`` sums the
+    three log-dets; ``inverse`` undoes the layers in reverse order.
+
+    Args:
+        channels: number of channels ``C ≥ 2``.
+        hidden: channels of the coupling conditioner's hidden 3x3 convolutions.
+        layers: number of hidden convolutions of the conditioner.
+        lu: LU-parametrized 1x1 convolution (``True``) or a plain matrix (``False``).
+        seed: seed of the 1x1 convolution's initial random orthogonal matrix.
+
+    Attributes:
+        actnorm, conv, coupling: the three layers (also ``self[0]``, ``self[1]``, ``self[2]``).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        hidden: int = 32,
+        layers: int = 1,
+        lu: bool = True,
+        seed: int = 0,
+    ) -> None:
+        channels = _positive_int(channels, "channels", "GlowStep")
+        if channels < 2:
+            raise ValueError(
+                f"GlowStep: the channel-split coupling needs channels ≥ 2, got {channels}; "
+                "apply Squeeze() first, which turns (1, H, W) into (4, H/2, W/2)"
+            )
+        super().__init__(
+            ActNorm(channels),
+            InvConv1x1(channels, lu=lu, seed=seed),
+            AffineCoupling2d(channels, hidden=hidden, layers=layers, mask="channel"),
+        )
+        self.channels = channels
+
+    @property
+    def actnorm(self) -> ActNorm:
+        """The :class:`ActNorm` layer."""
+        return self.bijectors[0]
+
+    @property
+    def conv(self) -> InvConv1x1:
+        """The :class:`~nf_course.bijectors.linear.InvConv1x1` layer."""
+        return self.bijectors[1]
+
+    @property
+    def coupling(self) -> AffineCoupling2d:
+        """The :class:`~nf_course.bijectors.coupling.AffineCoupling2d` layer."""
+        return self.bijectors[2]
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}"
+
+
+class Glow(Bijector):
+    r"""Glow's multi-scale flow: ``L`` levels of squeeze and ``K`` steps, with factor-out.
+
+    Level ``i`` squeezes its input, applies ``K`` :class:`GlowStep`\ s and, except at the last
+    level, factors out the first half of the channels (they go to the latent ``z`` unchanged by
+    later levels) and passes the second half on. On ``(C, H, W)`` images, level ``i`` works on
+    ``(2^{i+1} C, H/2^i, W/2^i)``, so ``H`` and ``W`` must be divisible by ``2^L``.
+
+    Layout of ``z``: the same shape as ``x``, ``(B, C, H, W)``, so that
+    ``Flow(Glow(C), StandardNormal((C, H, W)))`` works and ``inverse`` can read the image size
+    from ``z``. The spatial arrangement of ``z`` has no meaning: ``z.reshape(B, -1)`` is the
+    concatenation ``[z_1, z_2, …, z_L]`` of the factored-out parts, each flattened in its own
+    ``(channels, height, width)`` order (:meth:`latent_shapes` gives their shapes).
+
+    Args:
+        channels: number of channels ``C`` of the images.
+        levels: number of levels ``L``.
+        steps_per_level: number of flow steps ``K`` per level.
+        hidden: channels of the couplings' hidden 3x3 convolutions.
+        layers: hidden convolutions per coupling conditioner.
+        lu: LU-parametrized 1x1 convolutions (``True``) or plain matrices (``False``).
+
+    Attributes:
+        levels: ``nn.ModuleList`` of ``L`` :class:`~nf_course.core.Compose`, each
+            ``Squeeze()`` followed by ``K`` :class:`GlowStep`.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        levels: int = 2,
+        steps_per_level: int = 4,
+        hidden: int = 32,
+        layers: int = 1,
+        lu: bool = True,
+    ) -> None:
+        super().__init__()
+        self.channels = _positive_int(channels, "channels", "Glow")
+        _positive_int(levels, "levels", "Glow")
+        _positive_int(steps_per_level, "steps_per_level", "Glow")
+        modules = []
+        width = channels
+        for level in range(levels):
+            width *= 4
+            steps = [
+                GlowStep(width, hidden=hidden, layers=layers, lu=lu, seed=level * 1000 + k)
+                for k in range(steps_per_level)
+            ]
+            modules.append(Compose(Squeeze(), *steps))
+            width //= 2
+        self.levels = nn.ModuleList(modules)
+        self.steps_per_level = steps_per_level
+
+    def latent_shapes(self, height: int, width: int) -> list[tuple[int, int, int]]:
+        """Shapes ``(channels, height, width)`` of ``z_1, …, z_L`` for ``(C, H, W)`` images."""
+        shapes = []
+        channels = self.channels
+        for level in range(len(self.levels)):
+            channels, height, width = 4 * channels, height // 2, width // 2
+            if level < len(self.levels) - 1:
+                channels //= 2
+            shapes.append((channels, height, width))
+        return shapes
+
+    def _check(self, x: object, method: str, name: str) -> Tensor:
+        where = f"Glow.{method}"
+        x = validate_batch(x, None, where=where, name=name)
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(
+                f"{where}: {name} must be a batch of images (B, {self.channels}, H, W), "
+                f"got shape {tuple(x.shape)}"
+            )
+        factor = 2 ** len(self.levels)
+        if x.shape[2] % factor or x.shape[3] % factor:
+            raise ValueError(
+                f"{where}: with {len(self.levels)} levels (one squeeze each) H and W must be "
+                f"divisible by {factor}, got H={x.shape[2]}, W={x.shape[3]}; use fewer levels "
+                "or pad the images"
+            )
+        return x
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x (B, C, H, W) -> (z (B, C, H, W), log|det ∂z/∂x| (B,))``, ``z`` laid out as above."""
+        x = self._check(x, "forward", "x")
+        h, total, parts = x, x.new_zeros(x.shape[0]), []
+        for index, level in enumerate(self.levels):
+            h, log_det = level(h)
+            total = total + log_det
+            if index < len(self.levels) - 1:
+                z_i, h = h.chunk(2, dim=1)
+                parts.append(z_i.flatten(1))
+        parts.append(h.flatten(1))
+        return torch.cat(parts, dim=1).reshape(x.shape), total
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z (B, C, H, W) -> (x (B, C, H, W), log|det ∂x/∂z| (B,))``, undoing ``forward``."""
+        z = self._check(z, "inverse", "z")
+        shapes = self.latent_shapes(z.shape[2], z.shape[3])
+        sizes = [c * h * w for c, h, w in shapes]
+        parts = [
+            part.reshape(z.shape[0], *shape)
+            for part, shape in zip(z.flatten(1).split(sizes, dim=1), shapes, strict=True)
+        ]
+        h, total = parts[-1], z.new_zeros(z.shape[0])
+        for index in reversed(range(len(self.levels))):
+            if index < len(self.levels) - 1:
+                h = torch.cat([parts[index], h], dim=1)
+            h, log_det = self.levels[index].inverse(h)
+            total = total + log_det
+        return h, total
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.channels}, levels={len(self.levels)}, "
+            f"steps_per_level={self.steps_per_level}"
+        )
