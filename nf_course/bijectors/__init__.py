@@ -16,6 +16,7 @@ from nf_course.bijectors.linear import (
     Permutation,
     Reverse,
 )
+from nf_course.bijectors.planar import Planar, Sylvester
 
 __all__ = [
     "IAF",
@@ -33,6 +34,8 @@ __all__ = [
     "LinearLU",
     "LinearQR",
     "Permutation",
+    "Planar",
     "Reverse",
     "Squeeze",
+    "Sylvester",
 ]

@@ -1,0 +1,434 @@
+r"""Planar and Sylvester flows: residual maps whose determinant a low-rank identity makes cheap.
+
+Mathematics (lecture 000 of Isachenko, "residual flows"; lecture 002 of Grover, "planar flows";
+section 2.3.3 of chapter 004 of Yang and Ryu; Rezende and Mohamed, "Variational Inference with
+Normalizing Flows", ICML 2015; van den Berg, Hasenclever, Tomczak and Welling, "Sylvester
+Normalizing Flows for Variational Inference", UAI 2018).
+
+**Direction.** The lectures write the planar map in the generative direction,
+:math:`x = f(z) = z + u\,h(w^T z + b)` (Grover, Yang-Ryu; Isachenko calls it :math:`g` with
+:math:`v` for :math:`u`), as Rezende and Mohamed do. In this package ``forward`` is data to noise,
+and :class:`Planar` puts the residual map there, with the letters swapped:
+
+.. math::
+
+    z = f(x) = x + \hat u\, h(w^T x + b), \qquad h = \tanh,
+
+so ``Planar.forward`` is cheap and ``Planar.inverse`` is solved numerically. The lectures' flow,
+cheap for *sampling*, is ``nf_course.Inverse(Planar(dim))``: its ``inverse`` (the generative
+direction, which :meth:`nf_course.Flow.sample_and_log_prob` and hence
+:meth:`nf_course.Flow.reverse_kl` call) is the closed-form residual map with its closed-form
+log-det, and its ``forward`` is the root finding. So
+
+* reverse-KL fits of the energies U1-U4 (:mod:`nf_course.targets`), as in Rezende and Mohamed,
+  use ``Flow(Compose(*[Inverse(Planar(2, seed=k)) for k in range(K)]), StandardNormal(2))`` and
+  never run an iterative solve;
+* maximum-likelihood fits (``Flow.log_prob``, ``Flow.forward_kl``) use ``Planar`` itself, which
+  evaluates densities in closed form and samples by root finding.
+
+The same holds for :class:`Sylvester`.
+
+**Matrix determinant lemma.** For vectors :math:`u, w \in \mathbb R^D`,
+:math:`\det(I_D + u w^T) = 1 + w^T u`. The Jacobian of the planar map is a rank-one update of
+the identity, :math:`\partial f / \partial x = I + \hat u\, \psi(x)^T` with
+:math:`\psi(x) = h'(w^T x + b)\, w`, hence
+
+.. math::
+
+    \log\left|\det \frac{\partial f}{\partial x}\right| = \log\left|1 + \hat u^T \psi(x)\right|
+    = \log\left|1 + h'(w^T x + b)\, w^T \hat u\right|,
+
+:math:`O(D)` per sample instead of the :math:`O(D^3)` of a general determinant.
+
+**Invertibility and the** :math:`\hat u` **construction.** Write :math:`x = x_\perp + \alpha\,
+w / \|w\|^2` with :math:`\alpha = w^T x` and :math:`w^T x_\perp = 0`. Then
+:math:`w^T f(x) = \alpha + (w^T \hat u)\, h(\alpha + b)`: the map acts on the scalar
+:math:`\alpha` alone, and it is a bijection of :math:`\mathbb R^D` exactly when this scalar map is
+a bijection of :math:`\mathbb R`. Its derivative is :math:`1 + (w^T\hat u)\,h'(\alpha + b)`, and
+since :math:`0 < h' \le 1` for :math:`\tanh`, the condition :math:`w^T \hat u > -1` makes it
+strictly increasing, and onto since :math:`h` is bounded (Rezende and Mohamed, appendix A.1;
+Yang-Ryu state it as :math:`u^T w > -1`; :math:`w^T \hat u = -1` still gives a bijection, with
+a singular Jacobian where :math:`h' = 1`). The free parameter :math:`u` is mapped to
+
+.. math::
+
+    \hat u = u + \bigl(m(w^T u) - w^T u\bigr) \frac{w}{\|w\|^2}, \qquad
+    m(a) = -1 + \operatorname{softplus}(a),
+
+and the one-line proof is :math:`w^T \hat u = w^T u + (m(w^T u) - w^T u)\, w^T w / \|w\|^2
+= m(w^T u) > -1`. The division is by :math:`\|w\|^2`, not :math:`\|w\|`: with :math:`\|w\|` one
+gets :math:`w^T \hat u = w^T u + (m(w^T u) - w^T u)\|w\|`, which is below :math:`-1` whenever
+:math:`\|w\| < 1` and :math:`w^T u \ll -1` (the tests exhibit such a case). In the code the scalar
+:math:`w^T \hat u` is taken as :math:`m(w^T u)` directly, so rounding never pushes it below -1.
+
+**Sylvester's determinant identity.** For :math:`A \in \mathbb R^{D \times m}` and
+:math:`B \in \mathbb R^{m \times D}`, :math:`\det(I_D + A B) = \det(I_m + B A)`. The Sylvester
+flow (van den Berg et al.) uses :math:`m` hidden units,
+
+.. math::
+
+    z = f(x) = x + Q R\, h(\tilde R Q^T x + b),
+
+with :math:`Q \in \mathbb R^{D \times m}` of orthonormal columns (:math:`Q^T Q = I_m`) and
+:math:`R, \tilde R` upper triangular :math:`m \times m`. With :math:`A = QR`,
+:math:`B = \operatorname{diag}(h')\tilde R Q^T` the identity gives
+:math:`\det(I_m + \operatorname{diag}(h') \tilde R R)`, a triangular matrix, so
+
+.. math::
+
+    \log\left|\det \frac{\partial f}{\partial x}\right|
+    = \sum_{i=1}^m \log\left|1 + R_{ii} \tilde R_{ii}\, h'\bigl((\tilde R Q^T x + b)_i\bigr)\right|,
+
+:math:`O(Dm)` per sample. The map is invertible when :math:`R_{ii}\tilde R_{ii} > -1/\sup h' = -1`
+(proved by van den Berg et al.): the inverse below solves one increasing scalar equation per
+hidden unit. Here :math:`R_{ii} = e^{\rho_i} > 0` and
+:math:`\tilde R_{ii} = m(a_i)\, e^{-\rho_i}`, so :math:`R_{ii}\tilde R_{ii} = m(a_i) > -1` for all
+parameters: the :math:`\hat u` construction applied to each diagonal pair (the paper bounds both
+diagonals with :math:`\tanh` instead, which caps :math:`|R_{ii}\tilde R_{ii}|` at one).
+:math:`Q` is the first :math:`m` columns of a product of :math:`m` Householder reflections
+(``torch.linalg.householder_product``), orthonormal up to rounding for every parameter value.
+
+**Numeric inverses.** Planar: with :math:`\gamma = w^T z` and :math:`c = w^T \hat u`, solve
+:math:`\alpha + c \tanh(\alpha + b) = \gamma` for :math:`\alpha`, which lies in the bracket
+:math:`[\gamma - |c|, \gamma + |c|]` because :math:`|\tanh| \le 1`, then
+:math:`x = z - \hat u \tanh(\alpha + b)`. Sylvester: the part of :math:`x` orthogonal to the
+columns of :math:`Q` is that of :math:`z`, and :math:`y = Q^T x` solves
+:math:`y + R\,h(\tilde R y + b) = Q^T z`, a triangular system of scalar equations (unknown
+:math:`y_i` appears only in rows :math:`\le i`) solved from :math:`i = m` down to 1, each of the
+planar form :math:`y_i + R_{ii} \tanh(\tilde R_{ii} y_i + \beta_i) = \gamma_i`. Every scalar
+equation is solved by safeguarded Newton (a Newton step when it stays inside the bracket,
+bisection otherwise), vectorized over the batch, until the step or the bracket is below
+``tol · max(1, |root|)``; ``tol`` defaults to ``max(1e-12, 8 eps)`` of the dtype (``1e-12`` in
+float64, about ``1e-6`` in float32) and ``max_iter`` to 100 (bisection alone needs about 47 to
+reach ``1e-12`` on a bracket of width 100). A :class:`RuntimeError` names the layer when an
+equation has not converged after ``max_iter`` iterations. The solve runs without autograd; one
+last Newton step on the differentiable equation then gives the correct gradients (implicit
+function theorem) at the cost of one extra evaluation. The inverse log-det is minus the forward
+log-det at the recovered :math:`x`.
+
+Costs per sample: planar forward :math:`O(D)`, inverse :math:`O(D)` per Newton iteration;
+Sylvester forward :math:`O(Dm + m^2)` plus :math:`O(Dm^2)` per call to build :math:`Q`, inverse
+:math:`O(Dm + m^2)` plus :math:`m` sequential scalar solves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from nf_course.bijectors.linear import _check_size
+from nf_course.core import Bijector, validate_batch
+
+__all__ = ["Planar", "Sylvester", "default_tolerance"]
+
+# m(a) = -1 + softplus(a) vanishes at a = log(e - 1).
+_M_ZERO = math.log(math.e - 1)
+
+
+def _m(a: Tensor) -> Tensor:
+    """``m(a) = -1 + softplus(a)``, an increasing map of ``ℝ`` onto ``(-1, ∞)``."""
+    return F.softplus(a) - 1
+
+
+def default_tolerance(dtype: torch.dtype) -> float:
+    """The relative tolerance of the numeric inverses: ``max(1e-12, 8 eps(dtype))``."""
+    return max(1e-12, 8 * torch.finfo(dtype).eps)
+
+
+def _check_options(tol: float | None, max_iter: int, where: str) -> None:
+    if tol is not None and not (isinstance(tol, int | float) and tol > 0):
+        raise ValueError(f"{where}: tol must be a positive number or None, got {tol!r}")
+    _check_size(max_iter, "max_iter", where)
+
+
+def _solve_increasing(
+    c: Tensor,
+    k: Tensor,
+    beta: Tensor,
+    gamma: Tensor,
+    *,
+    tol: float,
+    max_iter: int,
+    where: str,
+) -> Tensor:
+    """Solve ``t + c tanh(k t + β) = γ`` for ``t``, elementwise, without autograd.
+
+    Requires ``c k > -1`` so that the left side is increasing; the root lies in
+    ``[γ - |c|, γ + |c|]``. Safeguarded Newton: the Newton step when it lands strictly inside the
+    current bracket, the midpoint otherwise; the bracket is updated with the sign of the residual.
+    An equation, once converged, is no longer updated.
+
+    Args:
+        c, k, beta, gamma: tensors broadcastable to the batch shape ``(B,)``.
+        tol: stop once the last step or the bracket is below ``tol · max(1, |t|)``.
+        max_iter: the iteration cap.
+        where: the method named in the error.
+
+    Returns:
+        ``t``, shape ``(B,)``, detached.
+
+    Raises:
+        RuntimeError: some equation has not converged after ``max_iter`` iterations.
+    """
+    with torch.no_grad():
+        c, k, beta, gamma = torch.broadcast_tensors(c, k, beta, gamma)
+        low, high = gamma - c.abs(), gamma + c.abs()
+        t = gamma.clone()
+        done = c == 0
+        for _ in range(max_iter):
+            tanh = torch.tanh(k * t + beta)
+            residual = t + c * tanh - gamma
+            slope = 1 + c * k * (1 - tanh.square())
+            low = torch.where(residual < 0, t, low)
+            high = torch.where(residual > 0, t, high)
+            newton = t - residual / slope
+            # A step too small to change t is a converged Newton step, not a bracket violation.
+            inside = ((newton > low) & (newton < high)) | (newton == t)
+            t_next = torch.where(inside, newton, (low + high) / 2)
+            scale = torch.clamp(t_next.abs(), min=1.0)
+            converged = ((t_next - t).abs() <= tol * scale) | (high - low <= tol * scale)
+            t = torch.where(done, t, t_next)
+            done = done | converged
+            if bool(done.all()):
+                return t
+    worst = (high - low).masked_fill(done, 0).max().item()
+    raise RuntimeError(
+        f"{where}: the numeric inverse did not converge in max_iter={max_iter} iterations "
+        f"(relative tolerance {tol:g}; {int((~done).sum())} of {done.numel()} equations "
+        f"unfinished, widest remaining bracket {worst:.3g}); pass a larger max_iter, a larger "
+        "tol, or check the input for inf or NaN"
+    )
+
+
+class Planar(Bijector):
+    r"""Planar flow ``z = x + û tanh(wᵀx + b)`` in the forward (data → noise) direction.
+
+    ``forward`` and its log-det ``log|1 + ûᵀψ(x)|``, ``ψ = h'(wᵀx + b) w``, are closed-form,
+    ``O(D)`` per sample; ``inverse`` finds ``α = wᵀx`` by safeguarded Newton (see the module
+    docstring). For reverse-KL fits, where sampling with density must be cheap, use
+    ``nf_course.Inverse(Planar(dim))``: its generative direction is this closed-form map, the
+    planar flow of Rezende and Mohamed.
+
+    Initialization (generator seeded with ``seed``): ``w ~ N(0, I/D)``, so ``‖w‖ ≈ 1``;
+    ``u = log(e-1) w/‖w‖² + 0.01 ε``, the point where ``m(wᵀu) = 0`` and hence ``û ≈ 0``, so the
+    map starts near, but not at, the identity; ``b = 0.01 ε``.
+
+    Args:
+        dim: the dimension ``D``.
+        seed: seed of the initial parameters.
+        tol: relative tolerance of the inverse's root finding; ``None``:
+            :func:`default_tolerance` of the input's dtype (``1e-12`` in float64).
+        max_iter: iteration cap of the root finding; more raises a :class:`RuntimeError`.
+
+    Attributes:
+        w: ``(D,)`` parameter, the normal of the hyperplane.
+        u: ``(D,)`` parameter, mapped to ``û`` (:meth:`u_hat`) with ``wᵀû > -1``.
+        b: ``()`` parameter, the offset.
+    """
+
+    def __init__(
+        self, dim: int, *, seed: int = 0, tol: float | None = None, max_iter: int = 100
+    ) -> None:
+        super().__init__()
+        self.dim = _check_size(dim, "dim", "Planar")
+        _check_options(tol, max_iter, "Planar")
+        self.tol = tol
+        self.max_iter = max_iter
+        generator = torch.Generator().manual_seed(seed)
+        w = torch.randn(dim, generator=generator, dtype=torch.float64) / math.sqrt(dim)
+        u = _M_ZERO * w / w.dot(w) + 0.01 * torch.randn(
+            dim, generator=generator, dtype=torch.float64
+        )
+        b = 0.01 * torch.randn((), generator=generator, dtype=torch.float64)
+        dtype = torch.get_default_dtype()
+        self.w = nn.Parameter(w.to(dtype))
+        self.u = nn.Parameter(u.to(dtype))
+        self.b = nn.Parameter(b.to(dtype))
+
+    def w_u_hat(self) -> Tensor:
+        """``wᵀû = m(wᵀu)``, shape ``()``, always ``> -1``."""
+        return _m(self.w.dot(self.u))
+
+    def u_hat(self) -> Tensor:
+        """``û = u + (m(wᵀu) - wᵀu) w/‖w‖²``, shape ``(D,)``."""
+        w_u = self.w.dot(self.u)
+        return self.u + (_m(w_u) - w_u) * self.w / self.w.dot(self.w)
+
+    def _log_det(self, alpha: Tensor) -> Tensor:
+        """``log(1 + wᵀû h'(α + b))`` for ``α = wᵀx`` of shape ``(B,)``: ``(B,)``."""
+        h_prime = 1 - torch.tanh(alpha + self.b).square()
+        return torch.log1p(self.w_u_hat() * h_prime)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x (B, D) -> (z = x + û tanh(wᵀx + b) (B, D), log|1 + ûᵀψ(x)| (B,))``."""
+        validate_batch(x, (self.dim,), where="Planar.forward")
+        alpha = x @ self.w
+        z = x + torch.tanh(alpha + self.b).unsqueeze(1) * self.u_hat()
+        return z, self._log_det(alpha)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z (B, D) -> (x (B, D), -log|1 + ûᵀψ(x)| (B,))`` by root finding along ``w``."""
+        validate_batch(z, (self.dim,), where="Planar.inverse", name="z")
+        c = self.w_u_hat()
+        gamma = z @ self.w
+        alpha = _solve_increasing(
+            c.detach(),
+            torch.ones((), dtype=z.dtype, device=z.device),
+            self.b.detach(),
+            gamma.detach(),
+            tol=self.tol if self.tol is not None else default_tolerance(z.dtype),
+            max_iter=self.max_iter,
+            where="Planar.inverse",
+        )
+        # One differentiable Newton step from the root: exact gradients by the implicit
+        # function theorem.
+        tanh = torch.tanh(alpha + self.b)
+        alpha = alpha - (alpha + c * tanh - gamma) / (1 + c * (1 - tanh.square()))
+        x = z - torch.tanh(alpha + self.b).unsqueeze(1) * self.u_hat()
+        return x, -self._log_det(alpha)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Sylvester(Bijector):
+    r"""Sylvester flow ``z = x + Q R tanh(R̃ Qᵀ x + b)`` in the forward (data → noise) direction.
+
+    ``Q`` is ``D × m`` with orthonormal columns, ``R`` and ``R̃`` are ``m × m`` upper
+    triangular with ``R_ii = exp(ρ_i)`` and ``R̃_ii = m(a_i) exp(-ρ_i)``, so that
+    ``R_ii R̃_ii = m(a_i) > -1`` and the map is invertible. ``forward`` and its log-det
+    ``Σ_i log(1 + R_ii R̃_ii h'_i)`` are closed-form, ``O(Dm)`` per sample; ``inverse`` solves a
+    triangular system of increasing scalar equations (module docstring). For reverse-KL fits use
+    ``nf_course.Inverse(Sylvester(dim))``, as for :class:`Planar`.
+
+    Initialization (generator seeded with ``seed``): the Householder vectors ``V`` standard
+    normal, so ``Q`` is a random orthonormal frame; ``R`` with unit diagonal (``ρ = 0``) and
+    strictly upper part ``0.01 ε``; ``R̃`` with diagonal ``m(a) ≈ 0`` (``a = log(e-1) + 0.01 ε``)
+    and strictly upper part ``0.01 ε``; ``b = 0.01 ε``. The map starts near the identity.
+
+    Args:
+        dim: the dimension ``D``.
+        m: the number of hidden units, ``1 ≤ m ≤ D`` (default ``D``).
+        seed: seed of the initial parameters.
+        tol: relative tolerance of the inverse's scalar solves; ``None``:
+            :func:`default_tolerance` of the input's dtype (``1e-12`` in float64).
+        max_iter: iteration cap of each scalar solve; more raises a :class:`RuntimeError`.
+
+    Attributes:
+        V: ``(D, m)`` parameter; column ``i`` below row ``i`` is the Householder vector
+            ``v_i`` (with ``v_i[i] = 1``, zeros above); the rest is unused.
+        R: ``(m, m)`` parameter of which only the strictly upper triangle is used.
+        log_r: ``(m,)`` parameter ``ρ``, ``R_ii = exp(ρ_i)``.
+        R_tilde: ``(m, m)`` parameter of which only the strictly upper triangle is used.
+        a: ``(m,)`` parameter, ``R_ii R̃_ii = m(a_i)``.
+        b: ``(m,)`` parameter, the offsets.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        m: int | None = None,
+        seed: int = 0,
+        tol: float | None = None,
+        max_iter: int = 100,
+    ) -> None:
+        super().__init__()
+        self.dim = _check_size(dim, "dim", "Sylvester")
+        hidden = dim if m is None else _check_size(m, "m", "Sylvester")
+        if hidden > dim:
+            raise ValueError(f"Sylvester: m must be at most dim = {dim}, got {hidden}")
+        _check_options(tol, max_iter, "Sylvester")
+        self.m = hidden
+        self.tol = tol
+        self.max_iter = max_iter
+        generator = torch.Generator().manual_seed(seed)
+
+        def noise(*shape: int) -> Tensor:
+            return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+        dtype = torch.get_default_dtype()
+        self.V = nn.Parameter(noise(dim, hidden).to(dtype))
+        self.R = nn.Parameter(torch.triu(0.01 * noise(hidden, hidden), diagonal=1).to(dtype))
+        self.log_r = nn.Parameter(torch.zeros(hidden, dtype=dtype))
+        self.R_tilde = nn.Parameter(torch.triu(0.01 * noise(hidden, hidden), diagonal=1).to(dtype))
+        self.a = nn.Parameter((_M_ZERO + 0.01 * noise(hidden)).to(dtype))
+        self.b = nn.Parameter((0.01 * noise(hidden)).to(dtype))
+
+    def q(self) -> Tensor:
+        """``Q = H_1 ⋯ H_m I[:, :m]``, ``(D, m)`` with orthonormal columns.
+
+        ``H_i = I - τ_i v_i v_iᵀ`` with ``τ_i = 2/‖v_i‖²`` is a reflection for every ``V``.
+        """
+        eye = torch.eye(self.dim, self.m, dtype=self.V.dtype, device=self.V.device)
+        vectors = torch.tril(self.V, diagonal=-1) + eye
+        tau = 2 / vectors.square().sum(dim=0)
+        return torch.linalg.householder_product(vectors, tau)
+
+    def diagonal_product(self) -> Tensor:
+        """``R_ii R̃_ii = m(a_i)``, shape ``(m,)``, always ``> -1``."""
+        return _m(self.a)
+
+    def factors(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(Q (D, m), R (m, m), R̃ (m, m))``."""
+        r_diag = torch.exp(self.log_r)
+        R = torch.triu(self.R, diagonal=1) + torch.diag(r_diag)
+        R_tilde = torch.triu(self.R_tilde, diagonal=1) + torch.diag(
+            self.diagonal_product() / r_diag
+        )
+        return self.q(), R, R_tilde
+
+    def _log_det(self, pre: Tensor) -> Tensor:
+        """``Σ_i log(1 + R_ii R̃_ii h'(pre_i))`` for pre-activations ``(B, m)``: ``(B,)``."""
+        h_prime = 1 - torch.tanh(pre).square()
+        return torch.log1p(self.diagonal_product() * h_prime).sum(dim=1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x (B, D) -> (z = x + Q R tanh(R̃ Qᵀ x + b) (B, D), log-det (B,))``."""
+        validate_batch(x, (self.dim,), where="Sylvester.forward")
+        Q, R, R_tilde = self.factors()
+        pre = (x @ Q) @ R_tilde.mT + self.b
+        z = x + (torch.tanh(pre) @ R.mT) @ Q.mT
+        return z, self._log_det(pre)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z (B, D) -> (x (B, D), -log-det at x (B,))`` by back substitution in ``y = Qᵀx``."""
+        validate_batch(z, (self.dim,), where="Sylvester.inverse", name="z")
+        Q, R, R_tilde = self.factors()
+        gamma = z @ Q
+        tol = self.tol if self.tol is not None else default_tolerance(z.dtype)
+        with torch.no_grad():
+            R_, R_tilde_, b = R.detach(), R_tilde.detach(), self.b.detach()
+            y = torch.zeros_like(gamma)
+            pre = torch.zeros_like(gamma)
+            for i in reversed(range(self.m)):
+                # Row i: y_i + R_ii tanh(R̃_ii y_i + β_i) + Σ_{j>i} R_ij tanh(pre_j) = γ_i.
+                beta = y[:, i + 1 :] @ R_tilde_[i, i + 1 :] + b[i]
+                known = torch.tanh(pre[:, i + 1 :]) @ R_[i, i + 1 :]
+                y[:, i] = _solve_increasing(
+                    R_[i, i],
+                    R_tilde_[i, i],
+                    beta,
+                    gamma[:, i] - known,
+                    tol=tol,
+                    max_iter=self.max_iter,
+                    where="Sylvester.inverse",
+                )
+                pre[:, i] = R_tilde_[i, i] * y[:, i] + beta
+        # One differentiable Newton step on y + R tanh(R̃ y + b) = γ from the root; its Jacobian
+        # I + R diag(h') R̃ is upper triangular.
+        tanh = torch.tanh(y @ R_tilde.mT + self.b)
+        residual = y + tanh @ R.mT - gamma
+        h_prime = (1 - tanh.square()).unsqueeze(1)
+        jacobian = torch.eye(self.m, dtype=z.dtype, device=z.device) + (R * h_prime) @ R_tilde
+        step = torch.linalg.solve_triangular(jacobian, residual.unsqueeze(2), upper=True)
+        y = y - step.squeeze(2)
+        pre = y @ R_tilde.mT + self.b
+        x = z - (torch.tanh(pre) @ R.mT) @ Q.mT
+        return x, -self._log_det(pre)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, m={self.m}"
