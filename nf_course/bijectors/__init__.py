@@ -6,7 +6,7 @@ other options are keyword-only. ``forward`` is the normalizing direction (data t
 
 from nf_course.bijectors.autoregressive import IAF, MADE, MAF
 from nf_course.bijectors.coupling import AdditiveCoupling, AffineCoupling, AffineCoupling2d
-from nf_course.bijectors.elementwise import ElementwiseAffine
+from nf_course.bijectors.elementwise import ElementwiseAffine, Logit
 from nf_course.bijectors.glow import ActNorm, Glow, GlowStep, Squeeze
 from nf_course.bijectors.linear import (
     InvConv1x1,
@@ -33,6 +33,7 @@ __all__ = [
     "Linear",
     "LinearLU",
     "LinearQR",
+    "Logit",
     "Permutation",
     "Planar",
     "Reverse",

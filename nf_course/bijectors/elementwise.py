@@ -105,15 +105,17 @@ class Logit(Bijector):
             raise ValueError(f"Logit: alpha must be in [0, 0.5), got {alpha!r}")
         self.bins = float(bins)
         self.alpha = float(alpha)
-        # log of the slope of the affine part y -> p.
-        self._log_scale = math.log1p(-2 * self.alpha) - math.log(self.bins)
+
+    def _log_scale(self) -> float:
+        """``log((1 - 2α)/K)``, the log-slope of the affine part ``y ↦ p``."""
+        return math.log1p(-2 * self.alpha) - math.log(self.bins)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``y (B, …) -> (z, log|det ∂z/∂y|)`` with ``z`` of the same shape, ``log_det (B,)``."""
         validate_batch(x, None, where="Logit.forward")
         p = self.alpha + (1 - 2 * self.alpha) / self.bins * x
         log_p, log_q = torch.log(p), torch.log1p(-p)
-        return log_p - log_q, _sum_per_sample(self._log_scale - log_p - log_q)
+        return log_p - log_q, _sum_per_sample(self._log_scale() - log_p - log_q)
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """``z (B, …) -> (y, log|det ∂y/∂z|)`` with ``y`` of the same shape, ``log_det (B,)``."""
@@ -121,7 +123,7 @@ class Logit(Bijector):
         y = (torch.sigmoid(z) - self.alpha) * (self.bins / (1 - 2 * self.alpha))
         # log σ(z) + log σ(-z) = -softplus(-z) - softplus(z)
         log_slope = -F.softplus(-z) - F.softplus(z)
-        return y, _sum_per_sample(log_slope - self._log_scale)
+        return y, _sum_per_sample(log_slope - self._log_scale())
 
     def extra_repr(self) -> str:
         return f"bins={self.bins:g}, alpha={self.alpha:g}"
