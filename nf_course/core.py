@@ -40,7 +40,15 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Bijector", "Compose", "Flow", "Inverse", "StandardNormal", "validate_batch"]
+__all__ = [
+    "Bijector",
+    "Compose",
+    "Flow",
+    "Inverse",
+    "StandardNormal",
+    "positive_int",
+    "validate_batch",
+]
 
 
 def validate_batch(
@@ -79,6 +87,20 @@ def validate_batch(
             f"got {tuple(x.shape)}"
         )
     return x
+
+
+def positive_int(value: object, name: str, where: str, minimum: int = 1) -> int:
+    """Return ``value`` if it is an ``int`` of at least ``minimum``, else raise a clear error.
+
+    Raises:
+        TypeError: ``value`` is not an ``int`` (``bool`` included).
+        ValueError: ``value`` is smaller than ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{where}: {name} must be at least {minimum}, got {value}")
+    return value
 
 
 class Bijector(nn.Module):

@@ -300,5 +300,5 @@ def test_wrong_inputs_raise_errors_that_name_the_expected_shape_or_dtype(
 
 @pytest.mark.parametrize("cls", [Linear, LinearLU, LinearQR, Permutation, Reverse, InvConv1x1])
 def test_sizes_must_be_positive_ints(cls: type[nn.Module]):
-    with pytest.raises(ValueError, match=rf"{cls.__name__}: .* must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: .* must be at least 1, got 0"):
         cls(0)

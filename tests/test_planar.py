@@ -159,7 +159,7 @@ def test_sylvester_leaves_the_orthogonal_complement_unchanged() -> None:
 def test_sylvester_rejects_bad_m() -> None:
     with pytest.raises(ValueError, match="m must be at most dim"):
         Sylvester(3, m=4)
-    with pytest.raises(ValueError, match="m must be a positive int"):
+    with pytest.raises(ValueError, match="m must be at least 1"):
         Sylvester(3, m=0)
 
 
@@ -199,9 +199,9 @@ def test_iteration_cap_raises_a_clear_error(make: Callable[..., nn.Module]) -> N
 def test_bad_options_and_shapes(make: Callable[..., nn.Module]) -> None:
     with pytest.raises(ValueError, match="tol must be a positive number"):
         make(3, tol=-1.0)
-    with pytest.raises(ValueError, match="max_iter must be a positive int"):
+    with pytest.raises(ValueError, match="max_iter must be at least 1"):
         make(3, max_iter=0)
-    with pytest.raises(ValueError, match="dim must be a positive int"):
+    with pytest.raises(ValueError, match="dim must be at least 1"):
         make(0)
     layer = make(3)
     name = type(layer).__name__

@@ -78,21 +78,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from nf_course.core import Bijector, validate_batch
+from nf_course.core import Bijector, positive_int, validate_batch
 
 __all__ = ["IAF", "MADE", "MAF", "ORDERS", "MaskedLinear"]
 
 #: The named orderings of :class:`MADE`; an explicit permutation is accepted as well.
 ORDERS = ("natural", "reversed", "random")
-
-
-def _positive_int(value: object, name: str, where: str, minimum: int = 1) -> int:
-    """Return ``value`` if it is an ``int`` at least ``minimum``, else raise a clear error."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{where}: {name} must be at least {minimum}, got {value}")
-    return value
 
 
 def _widths(hidden: object, where: str) -> tuple[int, ...]:
@@ -101,7 +92,7 @@ def _widths(hidden: object, where: str) -> tuple[int, ...]:
         raise TypeError(
             f"{where}: hidden must be a sequence of widths such as (64, 64), got {hidden!r}"
         )
-    return tuple(_positive_int(width, "each hidden width", where) for width in hidden)
+    return tuple(positive_int(width, "each hidden width", where) for width in hidden)
 
 
 def _check_order(order: object, dim: int, where: str) -> None:
@@ -209,8 +200,8 @@ class MADE(nn.Module):
     ) -> None:
         super().__init__()
         where = type(self).__name__
-        self.dim = _positive_int(dim, "dim", where)
-        self.outputs_per_dim = _positive_int(outputs_per_dim, "outputs_per_dim", where)
+        self.dim = positive_int(dim, "dim", where)
+        self.outputs_per_dim = positive_int(outputs_per_dim, "outputs_per_dim", where)
         self.hidden = _widths(hidden, where)
         _check_order(order, self.dim, where)
         generator = torch.Generator().manual_seed(seed)
@@ -283,7 +274,7 @@ class _GaussianAutoregressive(Bijector):
         super().__init__()
         where = type(self).__name__
         # Checked here first so that the errors name the layer the student built, not MADE.
-        self.dim = _positive_int(dim, "dim", where)
+        self.dim = positive_int(dim, "dim", where)
         _check_order(order, self.dim, where)
         self.made = MADE(
             self.dim, hidden=_widths(hidden, where), outputs_per_dim=2, order=order, seed=seed

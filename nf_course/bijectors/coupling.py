@@ -78,21 +78,12 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
-from nf_course.core import Bijector, validate_batch
+from nf_course.core import Bijector, positive_int, validate_batch
 
 __all__ = ["AdditiveCoupling", "AffineCoupling", "AffineCoupling2d", "conv_net", "mlp"]
 
 #: The image masks of :class:`AffineCoupling2d`.
 MASKS = ("checkerboard", "channel")
-
-
-def _positive_int(value: object, name: str, where: str, minimum: int = 1) -> int:
-    """Return ``value`` if it is an ``int`` at least ``minimum``, else raise a clear error."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{where}: {name} must be at least {minimum}, got {value}")
-    return value
 
 
 def _parity(value: object, where: str) -> int:
@@ -162,7 +153,7 @@ class _VectorCoupling(Bijector):
     ) -> None:
         super().__init__()
         where = type(self).__name__
-        self.dim = _positive_int(dim, "dim", where, minimum=2)
+        self.dim = positive_int(dim, "dim", where, minimum=2)
         self.parity = _parity(parity, where)
         mask = _split_mask(self.dim, self.parity, "alternating")
         # Derived from (dim, parity), so kept out of the state dict; buffers follow .to(device).
@@ -172,8 +163,8 @@ class _VectorCoupling(Bijector):
         self.net = mlp(
             len(self.index_A),
             outputs_per_coordinate * len(self.index_B),
-            _positive_int(hidden, "hidden", where),
-            _positive_int(layers, "layers", where),
+            positive_int(hidden, "hidden", where),
+            positive_int(layers, "layers", where),
         )
 
     def _split(self, x: Tensor, method: str, name: str) -> tuple[Tensor, Tensor]:
@@ -319,7 +310,7 @@ class AffineCoupling2d(Bijector):
     ) -> None:
         super().__init__()
         where = type(self).__name__
-        self.channels = _positive_int(channels, "channels", where)
+        self.channels = positive_int(channels, "channels", where)
         self.parity = _parity(parity, where)
         if mask not in MASKS:
             raise ValueError(
@@ -331,8 +322,8 @@ class AffineCoupling2d(Bijector):
                 f"is transformed), got channels={self.channels}; use mask='checkerboard'"
             )
         self.mask_type = mask
-        hidden = _positive_int(hidden, "hidden", where)
-        layers = _positive_int(layers, "layers", where)
+        hidden = positive_int(hidden, "hidden", where)
+        layers = positive_int(layers, "layers", where)
         if mask == "channel":
             in_a = _split_mask(self.channels, self.parity, "half")
             self.register_buffer("index_A", in_a.nonzero().squeeze(1), persistent=False)

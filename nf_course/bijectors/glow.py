@@ -74,16 +74,9 @@ from torch import Tensor, nn
 
 from nf_course.bijectors.coupling import AffineCoupling2d
 from nf_course.bijectors.linear import InvConv1x1
-from nf_course.core import Bijector, Compose, validate_batch
+from nf_course.core import Bijector, Compose, positive_int, validate_batch
 
 __all__ = ["ActNorm", "Glow", "GlowStep", "Squeeze"]
-
-
-def _positive_int(value: object, name: str, where: str) -> int:
-    """Return ``value`` if it is a positive int, else raise a ValueError naming ``where``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
-    return value
 
 
 class ActNorm(Bijector):
@@ -116,7 +109,7 @@ class ActNorm(Bijector):
 
     def __init__(self, channels: int, *, eps: float = 1e-6) -> None:
         super().__init__()
-        self.channels = _positive_int(channels, "channels", "ActNorm")
+        self.channels = positive_int(channels, "channels", "ActNorm")
         self.eps = eps
         self.loc = nn.Parameter(torch.zeros(channels))
         self.log_scale = nn.Parameter(torch.zeros(channels))
@@ -240,7 +233,7 @@ class GlowStep(Compose):
         lu: bool = True,
         seed: int = 0,
     ) -> None:
-        channels = _positive_int(channels, "channels", "GlowStep")
+        channels = positive_int(channels, "channels", "GlowStep")
         if channels < 2:
             raise ValueError(
                 f"GlowStep: the channel-split coupling needs channels ≥ 2, got {channels}; "
@@ -310,9 +303,9 @@ class Glow(Bijector):
         lu: bool = True,
     ) -> None:
         super().__init__()
-        self.channels = _positive_int(channels, "channels", "Glow")
-        _positive_int(levels, "levels", "Glow")
-        _positive_int(steps_per_level, "steps_per_level", "Glow")
+        self.channels = positive_int(channels, "channels", "Glow")
+        positive_int(levels, "levels", "Glow")
+        positive_int(steps_per_level, "steps_per_level", "Glow")
         modules = []
         width = channels
         for level in range(levels):

@@ -69,7 +69,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nf_course.core import Bijector, validate_batch
+from nf_course.core import Bijector, positive_int, validate_batch
 
 __all__ = [
     "DenseMatrix",
@@ -84,13 +84,6 @@ __all__ = [
     "Reverse",
     "random_orthogonal",
 ]
-
-
-def _check_size(value: object, name: str, where: str) -> int:
-    """Return ``value`` if it is a positive int, else raise a ValueError naming ``where``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
-    return value
 
 
 def random_orthogonal(dim: int, *, generator: torch.Generator) -> Tensor:
@@ -162,7 +155,7 @@ class DenseMatrix(InvertibleMatrix):
 
     def __init__(self, dim: int, *, seed: int = 0) -> None:
         super().__init__()
-        self.dim = _check_size(dim, "dim", type(self).__name__)
+        self.dim = positive_int(dim, "dim", type(self).__name__)
         self.W = nn.Parameter(_initial_orthogonal(dim, seed).to(torch.get_default_dtype()))
 
     def matmul(self, v: Tensor) -> Tensor:
@@ -201,7 +194,7 @@ class LUMatrix(InvertibleMatrix):
 
     def __init__(self, dim: int, *, seed: int = 0) -> None:
         super().__init__()
-        self.dim = _check_size(dim, "dim", type(self).__name__)
+        self.dim = positive_int(dim, "dim", type(self).__name__)
         P, L, U = torch.linalg.lu(_initial_orthogonal(dim, seed))
         s = torch.diagonal(U)
         dtype = torch.get_default_dtype()
@@ -265,7 +258,7 @@ class QRMatrix(InvertibleMatrix):
 
     def __init__(self, dim: int, *, seed: int = 0) -> None:
         super().__init__()
-        self.dim = _check_size(dim, "dim", type(self).__name__)
+        self.dim = positive_int(dim, "dim", type(self).__name__)
         generator = torch.Generator().manual_seed(seed)
         V = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
         self.V = nn.Parameter(V.to(torch.get_default_dtype()))
@@ -362,7 +355,7 @@ class Linear(_AffineMap):
     """
 
     def __init__(self, dim: int, *, seed: int = 0) -> None:
-        super().__init__(DenseMatrix(_check_size(dim, "dim", "Linear"), seed=seed))
+        super().__init__(DenseMatrix(positive_int(dim, "dim", "Linear"), seed=seed))
 
 
 class LinearLU(_AffineMap):
@@ -384,7 +377,7 @@ class LinearLU(_AffineMap):
     """
 
     def __init__(self, dim: int, *, seed: int = 0) -> None:
-        super().__init__(LUMatrix(_check_size(dim, "dim", "LinearLU"), seed=seed))
+        super().__init__(LUMatrix(positive_int(dim, "dim", "LinearLU"), seed=seed))
 
 
 class LinearQR(_AffineMap):
@@ -406,7 +399,7 @@ class LinearQR(_AffineMap):
     """
 
     def __init__(self, dim: int, *, seed: int = 0) -> None:
-        super().__init__(QRMatrix(_check_size(dim, "dim", "LinearQR"), seed=seed))
+        super().__init__(QRMatrix(positive_int(dim, "dim", "LinearQR"), seed=seed))
 
 
 # ----------------------------------------------------------------------------- image flow
@@ -432,7 +425,7 @@ class InvConv1x1(Bijector):
 
     def __init__(self, channels: int, *, lu: bool = True, seed: int = 0) -> None:
         super().__init__()
-        self.channels = _check_size(channels, "channels", "InvConv1x1")
+        self.channels = positive_int(channels, "channels", "InvConv1x1")
         self.lu = lu
         self.W = LUMatrix(channels, seed=seed) if lu else DenseMatrix(channels, seed=seed)
 
@@ -515,7 +508,7 @@ class Permutation(_Permute):
     """
 
     def __init__(self, dim: int, *, seed: int = 0) -> None:
-        _check_size(dim, "dim", "Permutation")
+        positive_int(dim, "dim", "Permutation")
         generator = torch.Generator().manual_seed(seed)
         super().__init__(torch.randperm(dim, generator=generator))
 
@@ -531,4 +524,4 @@ class Reverse(_Permute):
     """
 
     def __init__(self, dim: int) -> None:
-        super().__init__(torch.arange(_check_size(dim, "dim", "Reverse") - 1, -1, -1))
+        super().__init__(torch.arange(positive_int(dim, "dim", "Reverse") - 1, -1, -1))

@@ -119,8 +119,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from nf_course.bijectors.linear import _check_size
-from nf_course.core import Bijector, validate_batch
+from nf_course.core import Bijector, positive_int, validate_batch
 
 __all__ = ["Planar", "Sylvester", "default_tolerance"]
 
@@ -141,7 +140,7 @@ def default_tolerance(dtype: torch.dtype) -> float:
 def _check_options(tol: float | None, max_iter: int, where: str) -> None:
     if tol is not None and not (isinstance(tol, int | float) and tol > 0):
         raise ValueError(f"{where}: tol must be a positive number or None, got {tol!r}")
-    _check_size(max_iter, "max_iter", where)
+    positive_int(max_iter, "max_iter", where)
 
 
 def _solve_increasing(
@@ -233,7 +232,7 @@ class Planar(Bijector):
         self, dim: int, *, seed: int = 0, tol: float | None = None, max_iter: int = 100
     ) -> None:
         super().__init__()
-        self.dim = _check_size(dim, "dim", "Planar")
+        self.dim = positive_int(dim, "dim", "Planar")
         _check_options(tol, max_iter, "Planar")
         self.tol = tol
         self.max_iter = max_iter
@@ -337,8 +336,8 @@ class Sylvester(Bijector):
         max_iter: int = 100,
     ) -> None:
         super().__init__()
-        self.dim = _check_size(dim, "dim", "Sylvester")
-        hidden = dim if m is None else _check_size(m, "m", "Sylvester")
+        self.dim = positive_int(dim, "dim", "Sylvester")
+        hidden = dim if m is None else positive_int(m, "m", "Sylvester")
         if hidden > dim:
             raise ValueError(f"Sylvester: m must be at most dim = {dim}, got {hidden}")
         _check_options(tol, max_iter, "Sylvester")
