@@ -266,10 +266,10 @@ class _GaussianAutoregressive(Bijector):
         self,
         dim: int,
         *,
-        hidden: Sequence[int],
-        order: str | Sequence[int],
-        seed: int,
-        alpha_bound: float,
+        hidden: Sequence[int] = (64, 64),
+        order: str | Sequence[int] = "natural",
+        seed: int = 0,
+        alpha_bound: float = 3.0,
     ) -> None:
         super().__init__()
         where = type(self).__name__
@@ -348,17 +348,6 @@ class MAF(_GaussianAutoregressive):
             them with a forward hook).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        *,
-        hidden: Sequence[int] = (64, 64),
-        order: str | Sequence[int] = "natural",
-        seed: int = 0,
-        alpha_bound: float = 3.0,
-    ) -> None:
-        super().__init__(dim, hidden=hidden, order=order, seed=seed, alpha_bound=alpha_bound)
-
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x (B, D) -> (z (B, D), -Σ alpha (B,))`` in one MADE pass."""
         return self._parallel(self._check(x, "forward", "x"), sign=-1)
@@ -393,17 +382,6 @@ class IAF(_GaussianAutoregressive):
     Attributes:
         made: the conditioner, as in :class:`MAF`, applied to :math:`z`.
     """
-
-    def __init__(
-        self,
-        dim: int,
-        *,
-        hidden: Sequence[int] = (64, 64),
-        order: str | Sequence[int] = "natural",
-        seed: int = 0,
-        alpha_bound: float = 3.0,
-    ) -> None:
-        super().__init__(dim, hidden=hidden, order=order, seed=seed, alpha_bound=alpha_bound)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x (B, D) -> (z (B, D), -Σ alpha (B,))`` in ``D`` sequential MADE passes."""

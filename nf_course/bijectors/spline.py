@@ -94,7 +94,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nf_course.bijectors.coupling import _positive_int, _VectorCoupling
+from nf_course.bijectors.coupling import _VectorCoupling
+from nf_course.core import positive_int
 
 __all__ = ["SplineCoupling", "rational_quadratic_spline"]
 
@@ -272,7 +273,7 @@ class SplineCoupling(_VectorCoupling):
         parity: int = 0,
     ) -> None:
         where = type(self).__name__
-        bins = _positive_int(bins, "bins", where, minimum=2)
+        bins = positive_int(bins, "bins", where, minimum=2)
         if isinstance(bound, bool) or not isinstance(bound, int | float):
             raise TypeError(f"{where}: bound must be a number, got {type(bound).__name__}")
         if not (bound > 0 and math.isfinite(bound)):
