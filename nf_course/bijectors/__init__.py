@@ -17,6 +17,7 @@ from nf_course.bijectors.linear import (
     Reverse,
 )
 from nf_course.bijectors.planar import Planar, Sylvester
+from nf_course.bijectors.spline import SplineCoupling
 
 __all__ = [
     "IAF",
@@ -37,6 +38,7 @@ __all__ = [
     "Permutation",
     "Planar",
     "Reverse",
+    "SplineCoupling",
     "Squeeze",
     "Sylvester",
 ]

@@ -236,7 +236,7 @@ def rational_quadratic_spline(
 
 
 class SplineCoupling(_VectorCoupling):
-    r"""Coupling layer with a rational-quadratic spline law: :math:`z_A = x_A,\ z_B = g_\theta(x_B)`.
+    r"""Coupling with a rational-quadratic spline law: :math:`z_A = x_A,\ z_B = g_\theta(x_B)`.
 
     Mask and ``parity`` as in :class:`~nf_course.bijectors.coupling.AffineCoupling`
     (alternating; even coordinates condition when ``parity=0``). Each moved coordinate goes
@@ -283,7 +283,7 @@ class SplineCoupling(_VectorCoupling):
         self.bound = float(bound)
 
     def _spline(self, y_A: Tensor, y_B: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        """Spline the moved part ``y_B (B, |B|)`` given ``y_A (B, |A|)``: ``(out, log_det (B,))``."""
+        """Spline ``y_B (B, |B|)`` given ``y_A (B, |A|)``: ``(out (B, |B|), log_det (B,))``."""
         params = self.net(y_A).reshape(*y_B.shape, 3 * self.bins - 1)
         widths, heights, derivatives = params.split([self.bins, self.bins, self.bins - 1], dim=-1)
         out, log_derivative = rational_quadratic_spline(
