@@ -10,6 +10,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"torch": "pytorch"}  # PyPI name -> conda-forge name, where they differ
+# Extras that environment.yml leaves out: "bench" holds only the peers (zuko, nflows) that
+# benchmarks/peer_step.py compares against; the course's hub and Binder images do not need them.
+EXTRAS_NOT_IN_CONDA = {"bench"}
 
 
 def _split(requirement: str) -> tuple[str, str]:
@@ -20,7 +23,9 @@ def _split(requirement: str) -> tuple[str, str]:
 def pyproject_requirements() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = list(project["dependencies"])
-    for extra in project["optional-dependencies"].values():
+    for name, extra in project["optional-dependencies"].items():
+        if name in EXTRAS_NOT_IN_CONDA:
+            continue
         requirements += [r for r in extra if not r.startswith("nf-course")]
     return dict(_split(r) for r in requirements)
 
