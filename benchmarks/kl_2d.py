@@ -94,20 +94,26 @@ def build_flow(name: str, dim: int = 2) -> Flow:
     return Flow(Compose(*layers), StandardNormal(dim))
 
 
-def probe_rate(flow: Flow, sampler) -> float:
-    """Seconds per training step, timed on a copy of ``flow`` (the original is untouched)."""
-    trial = copy.deepcopy(flow)
-    fit(trial, data=sampler, steps=3, batch_size=BATCH_SIZE, lr=LR, seed=SEED, progress=False)
-    start = time.perf_counter()
-    fit(
-        trial,
+def train(flow: Flow, sampler, steps: int, **options):
+    """:func:`~nf_course.training.fit` with this benchmark's batch size, learning rate and seed."""
+    return fit(
+        flow,
         data=sampler,
-        steps=PROBE_STEPS,
+        steps=steps,
         batch_size=BATCH_SIZE,
         lr=LR,
         seed=SEED,
         progress=False,
+        **options,
     )
+
+
+def probe_rate(flow: Flow, sampler) -> float:
+    """Seconds per training step, timed on a copy of ``flow`` (the original is untouched)."""
+    trial = copy.deepcopy(flow)
+    train(trial, sampler, 3)
+    start = time.perf_counter()
+    train(trial, sampler, PROBE_STEPS)
     return (time.perf_counter() - start) / PROBE_STEPS
 
 
@@ -125,16 +131,7 @@ def run_one(flow_name: str, target_name: str, budget: float) -> dict[str, object
         return time.perf_counter() >= deadline
 
     fit_start = time.perf_counter()
-    history = fit(
-        flow,
-        data=target.sample,
-        steps=steps,
-        batch_size=BATCH_SIZE,
-        lr=LR,
-        seed=SEED,
-        progress=False,
-        callback=out_of_time,
-    )
+    history = train(flow, target.sample, steps, callback=out_of_time)
     train_seconds = time.perf_counter() - fit_start
     seconds = time.perf_counter() - start
     done = len(history.steps)

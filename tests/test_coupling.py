@@ -15,6 +15,7 @@ from torch import Tensor
 
 from nf_course import Compose, Flow, StandardNormal
 from nf_course.bijectors.coupling import AdditiveCoupling, AffineCoupling, AffineCoupling2d
+from nf_course.bijectors.spline import SplineCoupling
 from nf_course.checks import brute_force_jacobian, brute_force_log_det, check_bijector
 
 VECTOR_COUPLINGS = [AdditiveCoupling, AffineCoupling]
@@ -218,7 +219,7 @@ def test_affine_couplings_fit_a_banana_by_forward_kl():
 # ----------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("cls", VECTOR_COUPLINGS)
+@pytest.mark.parametrize("cls", [*VECTOR_COUPLINGS, SplineCoupling])
 def test_vector_couplings_refuse_bad_arguments(cls):
     with pytest.raises(ValueError, match=f"{cls.__name__}: dim must be at least 2, got 1"):
         cls(1)
