@@ -29,11 +29,9 @@ Run::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from timing import median_ms
 
 from nf_course.bijectors import IAF, MAF, AffineCoupling
 
@@ -61,18 +59,6 @@ def build_layer(name: str, dim: int) -> torch.nn.Module:
         for parameter in layer.parameters():
             parameter.normal_(0.0, 0.05)
     return layer.eval()
-
-
-def median_ms(call: Callable[[], object], repeats: int, warmup: int) -> float:
-    """Median wall-clock time of ``call()`` in milliseconds."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:

@@ -4,8 +4,9 @@ Every chapter draws with these functions so that all figures share one look: the
 variables (chapter 2) shows densities and how a map deforms the plane (:func:`plot_warped_grid`),
 the fits of chapters 3-11 compare a target with a flow side by side (:func:`plot_density`,
 :func:`plot_samples`) and show their training curves against the entropy floor or
-:math:`-\\log Z` (:func:`plot_history`), and Glow (chapter 9) shows 8x8 digits
-(:func:`plot_images`).
+:math:`-\\log Z` (:func:`plot_history`), Glow (chapter 9) shows 8x8 digits
+(:func:`plot_images`), and the continuous-time flows (chapters 10-11) draw the ODE paths of points
+(:func:`plot_trajectories`).
 
 Each function draws on the ``ax`` it is given, or on a new figure when ``ax`` is ``None``, and
 returns that axes. Only matplotlib is used (no seaborn); nothing here needs a display, so the
@@ -15,6 +16,7 @@ functions work under the non-interactive Agg backend of a book build or a test r
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,7 +27,17 @@ from torch import Tensor
 
 from nf_course.training import History
 
-__all__ = ["plot_density", "plot_history", "plot_images", "plot_samples", "plot_warped_grid"]
+if TYPE_CHECKING:
+    from nf_course.bijectors.continuous import CNF
+
+__all__ = [
+    "plot_density",
+    "plot_history",
+    "plot_images",
+    "plot_samples",
+    "plot_trajectories",
+    "plot_warped_grid",
+]
 
 Bounds = tuple[tuple[float, float], tuple[float, float]]
 """``((x_min, x_max), (y_min, y_max))``: a box in the plane."""
@@ -177,6 +189,53 @@ def plot_warped_grid(
     segments = _to_numpy(mapped).reshape(grid.shape)
     line_colors = [colors[0]] * lines + [colors[1]] * lines
     ax.add_collection(LineCollection(segments, colors=line_colors, linewidths=linewidth))
+    ax.autoscale_view()
+    ax.set_aspect("equal")
+    return _finish(ax, title)
+
+
+def plot_trajectories(
+    cnf: CNF,
+    x: Tensor,
+    *,
+    ax: Axes | None = None,
+    n_times: int = 50,
+    color: str = "0.5",
+    linewidth: float = 0.6,
+    alpha: float = 0.7,
+    start_color: str = "C0",
+    end_color: str = "C1",
+    size: float = 6.0,
+    title: str | None = None,
+) -> Axes:
+    """The ODE paths of 2D points under a continuous-time flow, from ``t0`` (data) to ``t1``.
+
+    Args:
+        cnf: a :class:`~nf_course.bijectors.continuous.CNF` on ``R²`` (any object with its
+            ``trajectory(x, n_times) -> (times, states (n_times, N, 2))`` method).
+        x: the starting points ``z(t0)``, ``(N, 2)``, in the dtype and on the device of ``cnf``.
+        ax: the axes to draw on; a new figure when ``None``.
+        n_times: points along each path, equally spaced in time (the solver's own steps are
+            finer; these are its dense output).
+        color, linewidth, alpha: of the paths.
+        start_color, end_color: of the dots at ``t0`` (the data points) and at ``t1`` (their
+            images in noise space, ``cnf.forward(x)``).
+        size: the dots' area in points².
+        title: an optional title.
+
+    Returns:
+        the axes; ``ax.collections[0]`` holds the ``N`` paths (each ``(n_times, 2)``),
+        ``ax.collections[1]`` the start points and ``ax.collections[2]`` the end points.
+    """
+    ax = _new_axes(ax)
+    if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != 2:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"plot_trajectories: x must be a tensor of shape (N, 2), got {shape}")
+    _, states = cnf.trajectory(x, n_times=n_times)
+    paths = _to_numpy(states).transpose(1, 0, 2)
+    ax.add_collection(LineCollection(paths, colors=color, linewidths=linewidth, alpha=alpha))
+    for points, dot_color in ((paths[:, 0], start_color), (paths[:, -1], end_color)):
+        ax.scatter(points[:, 0], points[:, 1], s=size, color=dot_color, linewidths=0, zorder=3)
     ax.autoscale_view()
     ax.set_aspect("equal")
     return _finish(ax, title)

@@ -12,11 +12,13 @@ import pytest
 import torch
 from torch import Tensor
 
+from nf_course.bijectors.continuous import CNF
 from nf_course.plotting import (
     plot_density,
     plot_history,
     plot_images,
     plot_samples,
+    plot_trajectories,
     plot_warped_grid,
 )
 from nf_course.training import History
@@ -148,3 +150,27 @@ def test_plot_images_assembles_a_padded_grid() -> None:
     assert not ax.axison
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
         plot_images(torch.zeros(2, 3, 8, 8))
+
+
+def test_plot_trajectories_draws_the_ode_paths() -> None:
+    class Rotation(torch.nn.Module):  # dz/dt = (-z2, z1): circles, a rotation by t1 - t0
+        def forward(self, t: Tensor, z: Tensor) -> Tensor:
+            return torch.stack([-z[:, 1], z[:, 0]], dim=1)
+
+    cnf = CNF(2, t1=math.pi / 2, field=Rotation(), rtol=1e-9, atol=1e-9)
+    x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.5, 1.0]], dtype=torch.float64)
+    ax = plot_trajectories(cnf, x, n_times=9, title="paths")
+    paths, starts, ends = ax.collections
+    segments = paths.get_segments()
+    assert len(segments) == 3 and all(segment.shape == (9, 2) for segment in segments)
+    for segment, point in zip(segments, x.numpy(), strict=True):
+        np.testing.assert_allclose(segment[0], point)
+        np.testing.assert_allclose(segment[-1], [-point[1], point[0]], atol=1e-7)  # 90° turn
+        np.testing.assert_allclose(np.linalg.norm(segment, axis=1), np.linalg.norm(point))
+    np.testing.assert_allclose(starts.get_offsets(), x.numpy())
+    np.testing.assert_allclose(ends.get_offsets(), cnf(x)[0].detach().numpy(), atol=1e-7)
+    assert ax.get_title() == "paths"
+    _, given = plt.subplots()
+    assert plot_trajectories(cnf, x, ax=given) is given
+    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+        plot_trajectories(cnf, torch.zeros(4, 3, dtype=torch.float64))

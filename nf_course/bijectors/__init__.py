@@ -5,6 +5,7 @@ other options are keyword-only. ``forward`` is the normalizing direction (data t
 """
 
 from nf_course.bijectors.autoregressive import IAF, MADE, MAF
+from nf_course.bijectors.continuous import CNF, FFJORD
 from nf_course.bijectors.coupling import AdditiveCoupling, AffineCoupling, AffineCoupling2d
 from nf_course.bijectors.elementwise import ElementwiseAffine, Logit
 from nf_course.bijectors.glow import ActNorm, Glow, GlowStep, Squeeze
@@ -17,9 +18,16 @@ from nf_course.bijectors.linear import (
     Reverse,
 )
 from nf_course.bijectors.planar import Planar, Sylvester
+from nf_course.bijectors.residual import (
+    FixedPointConvergenceError,
+    InvertibleResidual,
+    SpectralNormLinear,
+)
 from nf_course.bijectors.spline import SplineCoupling
 
 __all__ = [
+    "CNF",
+    "FFJORD",
     "IAF",
     "MADE",
     "MAF",
@@ -28,9 +36,11 @@ __all__ = [
     "AffineCoupling",
     "AffineCoupling2d",
     "ElementwiseAffine",
+    "FixedPointConvergenceError",
     "Glow",
     "GlowStep",
     "InvConv1x1",
+    "InvertibleResidual",
     "Linear",
     "LinearLU",
     "LinearQR",
@@ -38,6 +48,7 @@ __all__ = [
     "Permutation",
     "Planar",
     "Reverse",
+    "SpectralNormLinear",
     "SplineCoupling",
     "Squeeze",
     "Sylvester",
