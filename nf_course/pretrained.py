@@ -1,0 +1,148 @@
+r"""Image flows for the 8x8 digits, and the trained checkpoints shipped with the package.
+
+Chapter 9 (Glow) shows a flow trained on the 8x8 digits of :func:`nf_course.datasets.digits`.
+Training it to convergence takes longer than a book build should (minutes on two CPU cores), so
+the package ships the trained parameters: :func:`load_pretrained` rebuilds the architecture with
+:func:`digits_flow` and loads them, after checking the file's SHA-256 against
+:data:`CHECKPOINTS`. The command that produced each file is in :data:`CHECKPOINTS` too
+(``benchmarks/digits_bpd.py`` trains, evaluates and, with ``--save``, writes the checkpoint).
+
+Both architectures model dequantized images ``y = x + u ∈ [0, 17)^{1×8×8}`` (unit-bin space,
+:func:`~nf_course.datasets.dequantize`), so ``-log p(y) / (64 ln 2)`` is their bits per
+dimension (:func:`~nf_course.datasets.bits_per_dim`). Both start with the RealNVP logit
+pre-processing (:class:`~nf_course.bijectors.Logit`), which maps the bounded pixel range onto
+the real line where a Gaussian base is a sensible end point:
+
+* ``"glow"``: :class:`~nf_course.bijectors.Glow` (Kingma and Dhariwal 2018): ``L`` levels of
+  squeeze and ``K`` steps of ActNorm → invertible 1x1 convolution → channel-split affine
+  coupling, with factor-out between levels.
+* ``"realnvp"``: RealNVP's image architecture (Dinh et al. 2017) without factor-out: checkerboard
+  couplings on the ``1×8×8`` image, a squeeze, channel-split couplings on ``4×4×4``, with
+  alternating parities, and an unsqueeze back to ``1×8×8``. ActNorm after each coupling stands
+  in for RealNVP's batch normalization, which would make a sample's density depend on the rest
+  of its batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+import torch
+from torch import nn
+
+from nf_course.bijectors import ActNorm, AffineCoupling2d, Glow, Logit, Squeeze
+from nf_course.core import Compose, Flow, Inverse, StandardNormal
+from nf_course.datasets import DIGITS_LEVELS
+
+__all__ = ["CHECKPOINTS", "Checkpoint", "digits_flow", "load_pretrained"]
+
+DIGITS_SHAPE = (1, 8, 8)
+ARCHITECTURES = ("glow", "realnvp")
+
+
+def digits_flow(
+    architecture: str = "glow", *, steps: int = 4, hidden: int = 32, alpha: float = 0.05
+) -> Flow:
+    """A fresh flow on dequantized 8x8 digits ``(B, 1, 8, 8)``, with a standard normal base.
+
+    Args:
+        architecture: ``"glow"`` or ``"realnvp"`` (see the module docstring).
+        steps: Glow: flow steps per level (2 levels); RealNVP: couplings per scale (2 scales).
+        hidden: channels of the couplings' hidden 3x3 convolutions.
+        alpha: the logit pre-processing's margin (:class:`~nf_course.bijectors.Logit`).
+    """
+    logit = Logit(bins=DIGITS_LEVELS, alpha=alpha)
+    if architecture == "glow":
+        body: nn.Module = Glow(1, levels=2, steps_per_level=steps, hidden=hidden)
+    elif architecture == "realnvp":
+        layers: list[nn.Module] = []
+        for i in range(steps):
+            layers += [
+                AffineCoupling2d(1, hidden=hidden, mask="checkerboard", parity=i % 2),
+                ActNorm(1),
+            ]
+        layers.append(Squeeze())
+        for i in range(steps):
+            layers += [
+                AffineCoupling2d(4, hidden=hidden, mask="channel", parity=i % 2),
+                ActNorm(4),
+            ]
+        layers.append(Inverse(Squeeze()))  # back to (1, 8, 8), the base's shape
+        body = Compose(*layers)
+    else:
+        raise ValueError(
+            f"digits_flow: unknown architecture {architecture!r}; choose from "
+            f"{', '.join(repr(name) for name in ARCHITECTURES)}"
+        )
+    return Flow(Compose(logit, body), StandardNormal(DIGITS_SHAPE))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A trained flow shipped in ``nf_course/checkpoints/``.
+
+    Attributes:
+        filename: the file's name in ``nf_course/checkpoints/``.
+        sha256: its SHA-256 hex digest.
+        architecture: the argument of :func:`digits_flow`.
+        options: the other keyword arguments of :func:`digits_flow`.
+        command: the command (from the repository root) that produced the file.
+        test_bits_per_dim: its bits/dim on the digits test split, as that command printed it.
+    """
+
+    filename: str
+    sha256: str
+    architecture: str
+    options: dict[str, float]
+    command: str
+    test_bits_per_dim: float
+
+
+CHECKPOINTS: dict[str, Checkpoint] = {
+    "glow_digits": Checkpoint(
+        filename="glow_digits.pt",
+        sha256="c618c18141ab4dff97751dd9b54e65e93257d4ba4868fcc7bcd465e8b78005c8",
+        architecture="glow",
+        options={"steps": 4, "hidden": 32, "alpha": 0.001},
+        command=(
+            ".venv/bin/python benchmarks/digits_bpd.py --architectures glow --threads 1 "
+            "--alpha 0.001 --save"
+        ),
+        test_bits_per_dim=2.142,
+    ),
+}
+"""The shipped checkpoints by name."""
+
+
+def load_pretrained(name: str) -> Flow:
+    """The flow ``name`` of :data:`CHECKPOINTS` with its trained parameters, in eval mode.
+
+    Raises:
+        KeyError: no checkpoint of that name.
+        FileNotFoundError: the file is missing (e.g. an install without package data).
+        ValueError: the file's SHA-256 does not match (corrupted or replaced file).
+    """
+    if name not in CHECKPOINTS:
+        known = ", ".join(repr(key) for key in CHECKPOINTS) or "none"
+        raise KeyError(f"load_pretrained: no checkpoint {name!r}; shipped: {known}")
+    entry = CHECKPOINTS[name]
+    path = resources.files("nf_course") / "checkpoints" / entry.filename
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"load_pretrained: {entry.filename} is missing from nf_course/checkpoints; "
+            f"recreate it with: {entry.command}"
+        )
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry.sha256:
+        raise ValueError(
+            f"load_pretrained: {entry.filename} has SHA-256 {digest}, expected {entry.sha256}; "
+            f"the file is corrupted or was replaced; recreate it with: {entry.command}"
+        )
+    flow = digits_flow(entry.architecture, **entry.options)
+    with path.open("rb") as handle:
+        state = torch.load(handle, map_location="cpu", weights_only=True)
+    flow.load_state_dict(state)
+    return flow.eval()

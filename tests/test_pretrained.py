@@ -1,0 +1,61 @@
+"""The digits flows of nf_course.pretrained and the shipped, checksummed checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from helpers import perturbed
+
+from nf_course.checks import check_bijector
+from nf_course.datasets import bits_per_dim, dequantize, digits
+from nf_course.pretrained import CHECKPOINTS, digits_flow, load_pretrained
+
+
+@pytest.mark.parametrize("architecture", ["glow", "realnvp"])
+def test_digits_flows_are_bijections_on_digit_images(architecture: str) -> None:
+    flow = digits_flow(architecture, steps=2, hidden=8)
+    y = dequantize(digits("train")[:6].double(), generator=torch.Generator().manual_seed(0))
+    flow.double().log_prob(y)  # ActNorm's data-dependent initialization
+    bijector = perturbed(flow.bijector, seed=1, scale=0.05)
+    assert check_bijector(bijector, y).passed
+    assert flow.log_prob(y).shape == (6,)
+
+
+def test_unknown_architecture_is_named() -> None:
+    with pytest.raises(ValueError, match=r"unknown architecture 'maf'.*'glow', 'realnvp'"):
+        digits_flow("maf")
+
+
+def test_shipped_glow_reproduces_its_recorded_test_bits_per_dim() -> None:
+    """The checkpoint scores what its command printed, ahead of the logit-space Gaussian (2.27).
+
+    The design's target of 2.0 bits/dim is not reached yet (see benchmarks/README.md).
+    """
+    entry = CHECKPOINTS["glow_digits"]
+    flow = load_pretrained("glow_digits")
+    assert not flow.training
+    test = digits("test")
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        log_p = torch.stack(
+            [flow.log_prob(dequantize(test, generator=generator)) for _ in range(4)]
+        ).mean()
+    bpd = bits_per_dim(log_p.item())
+    assert bpd < 2.27
+    assert bpd == pytest.approx(entry.test_bits_per_dim, abs=0.02)
+
+
+def test_checksum_mismatch_and_missing_file_are_refused(monkeypatch) -> None:
+    entry = CHECKPOINTS["glow_digits"]
+    corrupted = dataclasses.replace(entry, sha256="0" * 64)
+    missing = dataclasses.replace(entry, filename="no_such_file.pt")
+    monkeypatch.setitem(CHECKPOINTS, "corrupted", corrupted)
+    monkeypatch.setitem(CHECKPOINTS, "missing", missing)
+    with pytest.raises(ValueError, match=r"expected 0000.*recreate it with: .*digits_bpd.py"):
+        load_pretrained("corrupted")
+    with pytest.raises(FileNotFoundError, match=r"no_such_file\.pt is missing"):
+        load_pretrained("missing")
+    with pytest.raises(KeyError, match="no checkpoint 'nope'"):
+        load_pretrained("nope")
