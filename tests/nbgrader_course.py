@@ -1,0 +1,202 @@
+"""Helpers of the grading tests: a throw-away nbgrader course, fake submissions, their scores.
+
+A course is a temporary copy of ``nbgrader_config.py``, ``solutions/<assignment>`` and
+``exercises/<assignment>``, with its own workspace and gradebook, so tests never touch the
+repository's ``grading/`` and several courses can be graded at the same time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+from mistakes import Mistake
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+
+
+def assignments() -> list[str]:
+    """The assignment ids of ``solutions/`` that have a ``tests/mistakes`` module."""
+    names = sorted(p.name for p in (REPOSITORY / "solutions").iterdir() if p.is_dir())
+    return [
+        name for name in names if (REPOSITORY / "tests/mistakes" / f"{topic(name)}.py").exists()
+    ]
+
+
+def topic(assignment: str) -> str:
+    """``01_change_of_variables`` -> ``change_of_variables``."""
+    return assignment.split("_", 1)[1]
+
+
+def mistakes(assignment: str) -> list[Mistake]:
+    """The ``MISTAKES`` list of the assignment's module in ``tests/mistakes``."""
+    return importlib.import_module(f"mistakes.{topic(assignment)}").MISTAKES
+
+
+def notebook_paths(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.ipynb"))
+
+
+def nbgrader_env() -> dict[str, str]:
+    """The environment for nbgrader: the venv's ``bin`` first (nbgrader calls ``alembic``)."""
+    env = {**os.environ}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.pop("NBGRADER_EXECUTION", None)
+    return env
+
+
+def make_course(root: Path, names: list[str], *, extra_config: str = "") -> Path:
+    """Copy the configuration and the sources of the given assignments into ``root``.
+
+    The student versions are not copied: ``generate_assignment`` writes them (and fills the
+    course's own gradebook), so they can be compared with the committed ``exercises/``.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    config = (REPOSITORY / "nbgrader_config.py").read_text()
+    (root / "nbgrader_config.py").write_text(config + extra_config)
+    for name in names:
+        shutil.copytree(REPOSITORY / "solutions" / name, root / "solutions" / name)
+    return root
+
+
+def nbgrader(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` in ``root`` and return the finished process (output captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=root,
+        env=nbgrader_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def instructor(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the instructor tool ``python -m nf_course.instructor --root ROOT ARGS``."""
+    return subprocess.run(
+        [sys.executable, "-m", "nf_course.instructor", "--root", str(root), *args],
+        cwd=root,
+        env=nbgrader_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def solution_code(source: str) -> str:
+    """The reference solution as a student would type it: the delimiter lines removed."""
+    lines = source.splitlines()
+    return "\n".join(line for line in lines if line.strip() not in SOLUTION_MARKERS)
+
+
+def reference_solutions(root: Path, assignment: str) -> dict[str, dict[str, str]]:
+    """``{notebook file name: {grade_id of a solution cell: reference code}}``."""
+    result = {}
+    for path in notebook_paths(root / "solutions" / assignment):
+        notebook = nbformat.read(path, as_version=4)
+        result[path.name] = {
+            cell.metadata["nbgrader"]["grade_id"]: solution_code(cell.source)
+            for cell in notebook.cells
+            if cell.metadata.get("nbgrader", {}).get("solution")
+        }
+    return result
+
+
+def student_notebooks_from(root: Path, assignment: str) -> dict[str, nbformat.NotebookNode]:
+    """The released (student) notebooks of the course at ``root``, by file name."""
+    folder = root / "exercises" / assignment
+    return {path.name: nbformat.read(path, as_version=4) for path in notebook_paths(folder)}
+
+
+def protected_lines(root: Path, assignment: str) -> tuple[set[str], set[str]]:
+    """The lines only hidden tests and reference solutions contain (stripped, 12+ characters).
+
+    Lines that also occur in the public part of the notebooks (given code, visible tests) are
+    left out. None of these may appear in what students get: the exercises and the feedback.
+    """
+    hidden: set[str] = set()
+    solution: set[str] = set()
+    public: set[str] = set()
+    for path in notebook_paths(root / "solutions" / assignment):
+        for cell in nbformat.read(path, as_version=4).cells:
+            target = public
+            for line in cell.source.splitlines():
+                stripped = line.strip()
+                if "### BEGIN HIDDEN TESTS" in stripped or "### BEGIN SOLUTION" in stripped:
+                    target = hidden if "HIDDEN" in stripped else solution
+                elif "### END" in stripped:
+                    target = public
+                elif len(stripped) >= 12:
+                    target.add(stripped)
+    return hidden - public, solution - public
+
+
+def fill_solutions(
+    notebooks: dict[str, nbformat.NotebookNode],
+    solutions: dict[str, dict[str, str]],
+    mistake: Mistake | None = None,
+) -> dict[str, nbformat.NotebookNode]:
+    """Copies of the student notebooks with every solution cell filled in, one mistake made."""
+    filled = {}
+    found = mistake is None
+    for name, notebook in notebooks.items():
+        notebook = nbformat.from_dict(notebook)
+        for cell in notebook.cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id not in solutions[name]:
+                continue
+            cell.source = solutions[name][grade_id]
+            if mistake is not None and grade_id == mistake.cell:
+                count = cell.source.count(mistake.old)
+                if count != 1:
+                    raise ValueError(
+                        f"mistake {mistake.name}: {mistake.old!r} occurs {count} times in "
+                        f"cell {grade_id}, expected exactly once"
+                    )
+                cell.source = cell.source.replace(mistake.old, mistake.new)
+                found = True
+        filled[name] = notebook
+    if not found:
+        raise ValueError(f"mistake {mistake.name}: no solution cell {mistake.cell!r}")
+    return filled
+
+
+def submit(
+    root: Path, assignment: str, student: str, notebooks: dict[str, nbformat.NotebookNode]
+) -> None:
+    """Place a submission where nbgrader looks for it."""
+    folder = root / "grading" / "submitted" / student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, notebook in notebooks.items():
+        nbformat.write(notebook, str(folder / name))
+
+
+def cell_scores(root: Path, assignment: str, student: str) -> dict[str, float]:
+    """``{grade_id: points scored}`` of an autograded submission, from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    scores: dict[str, float] = {}
+    with Gradebook("sqlite:///" + str(root / "grading" / "gradebook.db")) as gradebook:
+        submission = gradebook.find_submission(assignment, student)
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                scores[grade.name] = grade.score
+    return scores
+
+
+def max_scores(root: Path, assignment: str) -> dict[str, float]:
+    """``{grade_id: points}`` of every graded cell of the assignment."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook("sqlite:///" + str(root / "grading" / "gradebook.db")) as gradebook:
+        return {
+            cell.name: cell.max_score
+            for notebook in gradebook.find_assignment(assignment).notebooks
+            for cell in notebook.grade_cells
+        }
