@@ -1,8 +1,10 @@
 r"""KL(π ‖ p_θ) of the reference flows on the seven 2D targets after a fixed CPU-time budget.
 
 What it does. For each flow (RealNVP = a stack of affine couplings, MAF, a stack of spline
-couplings, and a Glow-style stack of ActNorm → LU-parametrized linear map → affine coupling)
-and each 2D target of :func:`nf_course.datasets.toy`, it trains a fresh flow with
+couplings, a Glow-style stack of ActNorm → LU-parametrized linear map → affine coupling, a
+stack of ActNorm → i-ResNet blocks with the exact 2D log-det, and FFJORD trained with the
+Hutchinson estimator and scored with the exact trace) and each 2D target of
+:func:`nf_course.datasets.toy`, it trains a fresh flow with
 :func:`nf_course.training.fit` (maximum likelihood on fresh samples of the target, AdamW with no
 weight decay, i.e. Adam, cosine learning-rate decay, batch 1024, seed 0) for
 ``--budget-seconds`` of CPU time of this process, then scores it on 20 000 held-out samples
@@ -22,6 +24,7 @@ and the learning rate had not yet decayed to zero). The probe's time counts in t
 Columns.
 
 * ``steps``, ``seconds`` (CPU seconds, probe + training), ``ms/step`` (CPU ms, training only).
+* ``NFE``: FFJORD's number of field evaluations in its last training step (``-`` otherwise).
 * ``NLL``: mean ``-log p_θ(x)`` on the test samples, in nats; ``H``: the target's entropy
   (:attr:`nf_course.datasets.Toy2D.entropy`, the design document's rounded value).
 * ``KL = NLL - H`` and its standard error ``std(-log p_θ) / sqrt(n)`` (H is a constant).
@@ -48,7 +51,16 @@ import time
 
 import torch
 
-from nf_course.bijectors import MAF, ActNorm, AffineCoupling, LinearLU, SplineCoupling
+from nf_course.bijectors import (
+    CNF,
+    FFJORD,
+    MAF,
+    ActNorm,
+    AffineCoupling,
+    InvertibleResidual,
+    LinearLU,
+    SplineCoupling,
+)
 from nf_course.core import Compose, Flow, StandardNormal
 from nf_course.datasets import TOY_DATASETS, toy
 from nf_course.training import fit
@@ -69,7 +81,7 @@ TEST_SEED = 1
 TEST_SAMPLES = 20_000
 PROBE_STEPS = 20  # steps timed on a throw-away copy to size the cosine schedule
 
-FLOWS = ("realnvp", "maf", "spline", "glow")
+FLOWS = ("realnvp", "maf", "spline", "glow", "iresnet", "ffjord")
 
 
 def build_flow(name: str, dim: int = 2) -> Flow:
@@ -104,6 +116,17 @@ def build_flow(name: str, dim: int = 2) -> Flow:
                 LinearLU(dim, seed=i),
                 AffineCoupling(dim, hidden=HIDDEN, layers=DEPTH, parity=i % 2),
             ]
+    elif name == "iresnet":
+        layers = []
+        for i in range(LAYERS):
+            layers += [
+                ActNorm(dim),
+                InvertibleResidual(
+                    dim, hidden=HIDDEN, layers=DEPTH, log_det="exact", n_power_iterations=2, seed=i
+                ),
+            ]
+    elif name == "ffjord":
+        layers = [FFJORD(dim, hidden=HIDDEN, layers=DEPTH)]
     else:
         raise ValueError(f"unknown flow {name!r}; choose from {', '.join(FLOWS)}")
     return Flow(Compose(*layers), StandardNormal(dim))
@@ -151,6 +174,10 @@ def run_one(flow_name: str, target_name: str, budget: float) -> dict[str, object
     seconds = time.process_time() - start
     done = len(history.steps)
 
+    cnfs = [module for module in flow.modules() if isinstance(module, CNF)]
+    nfe = cnfs[0].nfe if cnfs else None  # of the last training step
+    for cnf in cnfs:
+        cnf.trace = "exact"  # score with the exact density, not Hutchinson's estimate
     x = target.sample(TEST_SAMPLES, generator=torch.Generator().manual_seed(TEST_SEED))
     flow.eval()
     with torch.no_grad():
@@ -167,6 +194,7 @@ def run_one(flow_name: str, target_name: str, budget: float) -> dict[str, object
         "stop": "time" if done < steps else "steps",
         "seconds": seconds,
         "ms_step": 1000 * train_seconds / max(done, 1),
+        "nfe": "-" if nfe is None else str(nfe),
         "nll": nll,
         "H": target.entropy,
         "kl": nll - target.entropy,
@@ -180,14 +208,16 @@ def print_table(rows: list[dict[str, object]]) -> None:
     """Plain-text table of the results."""
     header = (
         f"{'flow':<8} {'target':<12} {'steps':>6} {'planned':>7} {'stop':>5} {'seconds':>7} "
-        f"{'ms/step':>7} {'NLL':>7} {'H':>6} {'KL':>7} {'±se':>6} {'KL_pair':>7} {'±se':>6}"
+        f"{'ms/step':>7} {'NFE':>4} {'NLL':>7} {'H':>6} {'KL':>7} {'±se':>6} "
+        f"{'KL_pair':>7} {'±se':>6}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
             f"{r['flow']:<8} {r['target']:<12} {r['steps']:>6} {r['planned']:>7} {r['stop']:>5} "
-            f"{r['seconds']:>7.1f} {r['ms_step']:>7.2f} {r['nll']:>7.3f} {r['H']:>6.3f} "
+            f"{r['seconds']:>7.1f} {r['ms_step']:>7.2f} {r['nfe']:>4} {r['nll']:>7.3f} "
+            f"{r['H']:>6.3f} "
             f"{r['kl']:>7.3f} {r['kl_se']:>6.3f} {r['kl_pair']:>7.3f} {r['kl_pair_se']:>6.3f}"
         )
 
