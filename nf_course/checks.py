@@ -66,6 +66,7 @@ __all__ = [
     "check_bijector",
     "check_invertible",
     "check_log_det",
+    "perturb_parameters",
 ]
 
 #: Every check, with the words a student reads.
@@ -1253,3 +1254,21 @@ def check_batch_independence(
         timeout=timeout,
         tolerances=tolerances,
     )
+
+
+def perturb_parameters(module: nn.Module, *, seed: int = 0, scale: float = 0.3) -> nn.Module:
+    """``module`` in float64 with seeded Gaussian noise of std ``scale`` on every parameter.
+
+    A fresh layer is often special (orthogonal, near the identity, with zero entries where a
+    mask would zero them anyway) and hides mistakes (a flipped log-det sign, a transposed matrix,
+    a missing term); noise makes every parameter generic. The package's tests, the book and the
+    assignments' hidden tests all perturb with this function. ``module`` is changed in place and
+    returned.
+    """
+    module = module.double()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
+            parameter.add_(scale * noise)
+    return module

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from nf_course.checks import check_bijector
+from nf_course.checks import check_bijector, perturb_parameters
 
 __all__ = [
     "GradingCheckError",
@@ -51,21 +51,6 @@ class GradingCheckError(AssertionError):
 
 def _randn(*shape: int, seed: int) -> Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def perturb_parameters(module: nn.Module, *, seed: int = 0, scale: float = 0.3) -> nn.Module:
-    """``module`` in float64 with seeded Gaussian noise of std ``scale`` on every parameter.
-
-    A fresh layer is often special (orthogonal, near the identity, with zero entries where a
-    mask would zero them anyway) and hides mistakes; noise makes every parameter generic.
-    """
-    module = module.double()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
-            parameter.add_(scale * noise)
-    return module
 
 
 def check_close(

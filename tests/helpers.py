@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nf_course.grading_checks import perturb_parameters
+from nf_course.checks import perturb_parameters
 
 perturbed = perturb_parameters
 """``perturbed(module, *, seed=0, scale=0.3)``: ``module`` in float64 with seeded Gaussian noise on
