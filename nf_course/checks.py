@@ -1256,16 +1256,21 @@ def check_batch_independence(
     )
 
 
-def perturb_parameters(module: nn.Module, *, seed: int = 0, scale: float = 0.3) -> nn.Module:
-    """``module`` in float64 with seeded Gaussian noise of std ``scale`` on every parameter.
+def perturb_parameters(
+    module: nn.Module, *, seed: int = 0, scale: float = 0.3, dtype: torch.dtype = torch.float64
+) -> nn.Module:
+    """``module`` cast to ``dtype`` with seeded Gaussian noise of std ``scale`` on every parameter.
 
     A fresh layer is often special (orthogonal, near the identity, with zero entries where a
     mask would zero them anyway) and hides mistakes (a flipped log-det sign, a transposed matrix,
     a missing term); noise makes every parameter generic. The package's tests, the book and the
     assignments' hidden tests all perturb with this function. ``module`` is changed in place and
-    returned.
+    returned. The default ``dtype`` is float64, the precision of every check against a
+    brute-force Jacobian; the book's timing cells perturb in float32.
     """
-    module = module.double()
+    if not dtype.is_floating_point:
+        raise TypeError(f"perturb_parameters: dtype must be a floating type, got {dtype}")
+    module = module.to(dtype)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in module.parameters():

@@ -16,6 +16,7 @@ from nf_course.checks import (
     check_bijector,
     check_invertible,
     check_log_det,
+    perturb_parameters,
 )
 
 
@@ -145,3 +146,22 @@ def test_brute_force_log_det_refuses_non_square_and_detached_maps():
         brute_force_log_det(lambda t: t[:, :2], x)
     with pytest.raises(ValueError, match="differentiabl"):
         brute_force_log_det(lambda t: t.detach() * 2, x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_perturb_parameters_casts_and_moves_every_parameter_reproducibly(dtype: torch.dtype):
+    fresh = ExpAffine(3)
+    first = perturb_parameters(copy.deepcopy(fresh), seed=4, dtype=dtype)
+    again = perturb_parameters(copy.deepcopy(fresh), seed=4, dtype=dtype)
+    other = perturb_parameters(copy.deepcopy(fresh), seed=5, dtype=dtype)
+    for name, parameter in first.named_parameters():
+        original = dict(fresh.named_parameters())[name].to(dtype)
+        assert parameter.dtype == dtype
+        assert not torch.equal(parameter, original), name
+        assert torch.equal(parameter, dict(again.named_parameters())[name])
+        assert not torch.equal(parameter, dict(other.named_parameters())[name])
+
+
+def test_perturb_parameters_refuses_an_integer_dtype():
+    with pytest.raises(TypeError, match="floating type"):
+        perturb_parameters(ExpAffine(3), dtype=torch.int64)

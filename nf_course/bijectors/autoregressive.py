@@ -285,7 +285,7 @@ class _GaussianAutoregressive(Bijector):
             raise ValueError(f"{where}: alpha_bound must be positive, got {alpha_bound}")
         self.alpha_bound = float(alpha_bound)
 
-    def _conditioner(self, y: Tensor) -> tuple[Tensor, Tensor]:
+    def conditioner(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """One MADE pass: ``y (B, D) -> (mu, alpha)``, each ``(B, D)``, ``|alpha| < c``."""
         mu, h = self.made(y).unbind(dim=1)
         return mu, self.alpha_bound * torch.tanh(h / self.alpha_bound)
@@ -300,7 +300,7 @@ class _GaussianAutoregressive(Bijector):
 
     def _parallel(self, y: Tensor, sign: int) -> tuple[Tensor, Tensor]:
         """One pass, conditioner on the input: ``y (B, D) -> (out (B, D), log_det (B,))``."""
-        mu, alpha = self._conditioner(y)
+        mu, alpha = self.conditioner(y)
         return self._affine(y, mu, alpha, sign), sign * alpha.sum(dim=1)
 
     def _sequential(self, y: Tensor, sign: int) -> tuple[Tensor, Tensor]:
@@ -314,7 +314,7 @@ class _GaussianAutoregressive(Bijector):
         out = torch.zeros_like(y)
         for k in range(self.dim):
             i = self.made.order[k : k + 1]
-            mu, alpha = self._conditioner(out)
+            mu, alpha = self.conditioner(out)
             out = out.index_copy(1, i, self._affine(y[:, i], mu[:, i], alpha[:, i], sign))
         return out, sign * alpha.sum(dim=1)
 

@@ -249,7 +249,7 @@ class AffineCoupling(_VectorCoupling):
         super().__init__(dim, 2, hidden, layers, parity)
         self.scale = nn.Parameter(torch.ones(len(self.index_B)))
 
-    def _conditioner(self, y_A: Tensor) -> tuple[Tensor, Tensor]:
+    def conditioner(self, y_A: Tensor) -> tuple[Tensor, Tensor]:
         """``y_A (B, |A|) -> (s, t)``, each ``(B, |B|)``, with ``s = a ⊙ tanh(h)``."""
         h, t = self.net(y_A).chunk(2, dim=1)
         return self.scale * torch.tanh(h), t
@@ -257,13 +257,13 @@ class AffineCoupling(_VectorCoupling):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x (B, D) -> (z (B, D), Σ s (B,))`` with ``z_B = x_B ⊙ exp(s) + t``."""
         x_A, x_B = self._split(x, "forward", "x")
-        s, t = self._conditioner(x_A)
+        s, t = self.conditioner(x_A)
         return self._merge(x, x_B * torch.exp(s) + t), s.sum(dim=1)
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """``z (B, D) -> (x (B, D), -Σ s (B,))`` with ``x_B = (z_B - t) ⊙ exp(-s)``."""
         z_A, z_B = self._split(z, "inverse", "z")
-        s, t = self._conditioner(z_A)
+        s, t = self.conditioner(z_A)
         return self._merge(z, (z_B - t) * torch.exp(-s)), -s.sum(dim=1)
 
 
@@ -355,7 +355,7 @@ class AffineCoupling2d(Bijector):
             )
         return x
 
-    def _conditioner(self, y: Tensor) -> tuple[Tensor, Tensor]:
+    def conditioner(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """``(s, t)`` for the input ``y (B, C, H, W)``, zero wherever ``y`` is not moved.
 
         Checkerboard: both ``(B, C, H, W)``, computed from ``b ⊙ y`` and zeroed on ``A``.
@@ -371,7 +371,7 @@ class AffineCoupling2d(Bijector):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x (B, C, H, W) -> (z (B, C, H, W), Σ_B s (B,))``, ``z_B = x_B ⊙ exp(s) + t``."""
         x = self._check(x, "forward", "x")
-        s, t = self._conditioner(x)
+        s, t = self.conditioner(x)
         log_det = s.sum(dim=(1, 2, 3))
         if self.mask_type == "channel":
             x_B = x[:, self.index_B]
@@ -381,7 +381,7 @@ class AffineCoupling2d(Bijector):
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """``z (B, C, H, W) -> (x (B, C, H, W), -Σ_B s (B,))``, ``x_B = (z_B - t) ⊙ exp(-s)``."""
         z = self._check(z, "inverse", "z")
-        s, t = self._conditioner(z)
+        s, t = self.conditioner(z)
         log_det = -s.sum(dim=(1, 2, 3))
         if self.mask_type == "channel":
             z_B = z[:, self.index_B]
