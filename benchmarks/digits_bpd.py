@@ -71,6 +71,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="flow steps per level/scale")
     parser.add_argument("--hidden", type=int, default=32, help="conditioner channels")
     parser.add_argument("--alpha", type=float, default=0.05, help="logit margin α")
+    parser.add_argument(
+        "--global-linear",
+        action="store_true",
+        help="end the flow with an LU linear map of all 64 dimensions",
+    )
     parser.add_argument("--train-steps", type=int, default=6000, help="optimizer steps (max)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -98,7 +103,13 @@ def main() -> None:
     rows = []
     for architecture in args.architectures:
         torch.manual_seed(args.seed)
-        flow = digits_flow(architecture, steps=args.steps, hidden=args.hidden, alpha=args.alpha)
+        flow = digits_flow(
+            architecture,
+            steps=args.steps,
+            hidden=args.hidden,
+            alpha=args.alpha,
+            global_linear=args.global_linear,
+        )
         start = time.perf_counter()
         history = fit(
             flow,

@@ -1,11 +1,23 @@
-r"""Image flows for the 8x8 digits, and the trained checkpoints shipped with the package.
+r"""Flows trained longer than a book build allows, shipped with the package as checkpoints.
 
-Chapter 9 (Glow) shows a flow trained on the 8x8 digits of :func:`nf_course.datasets.digits`.
-Training it to convergence takes longer than a book build should (minutes on two CPU cores), so
-the package ships the trained parameters: :func:`load_pretrained` rebuilds the architecture with
-:func:`digits_flow` and loads them, after checking the file's SHA-256 against
-:data:`CHECKPOINTS`. The command that produced each file is in :data:`CHECKPOINTS` too
-(``benchmarks/digits_bpd.py`` trains, evaluates and, with ``--save``, writes the checkpoint).
+Two chapters show flows whose training takes minutes of CPU, longer than a book build should:
+
+* chapter 9 (Glow): a flow trained on the 8x8 digits of :func:`nf_course.datasets.digits`
+  (``benchmarks/digits_bpd.py`` trains, evaluates and, with ``--save``, writes it);
+* chapter 5 (planar flows): planar flows with ``K = 2, 8, 32`` layers fitted by reverse KL to
+  the energies U1-U4 of :mod:`nf_course.targets`, Rezende and Mohamed's Figure 3
+  (``benchmarks/planar_energies.py --save``).
+
+:func:`load_pretrained` rebuilds the architecture (:func:`digits_flow`, :func:`planar_flow`) and
+loads the trained parameters, after checking the file's SHA-256 against :data:`CHECKPOINTS`,
+which also records the command that produced each file and the score that command printed.
+
+**Planar flows** (:func:`planar_flow`) push a standard normal through ``K`` planar maps
+:math:`z \mapsto z + \hat u\, h(w^\top z + b)` on the sampling side
+(:class:`~nf_course.core.Inverse` of :class:`~nf_course.bijectors.Planar`), so sampling with its
+density is closed-form, as the reverse KL needs.
+
+**Digits flows** (:func:`digits_flow`).
 
 Both architectures model dequantized images ``y = x + u ∈ [0, 17)^{1×8×8}`` (unit-bin space,
 :func:`~nf_course.datasets.dequantize`), so ``-log p(y) / (64 ln 2)`` is their bits per
@@ -32,18 +44,33 @@ from importlib import resources
 import torch
 from torch import nn
 
-from nf_course.bijectors import ActNorm, AffineCoupling2d, Glow, Logit, Squeeze
+from nf_course.bijectors import (
+    ActNorm,
+    AffineCoupling2d,
+    Glow,
+    InvConv1x1,
+    Logit,
+    Planar,
+    Squeeze,
+)
 from nf_course.core import Compose, Flow, Inverse, StandardNormal
 from nf_course.datasets import DIGITS_LEVELS
 
-__all__ = ["CHECKPOINTS", "Checkpoint", "digits_flow", "load_pretrained"]
+__all__ = ["CHECKPOINTS", "Checkpoint", "digits_flow", "load_pretrained", "planar_flow"]
 
 DIGITS_SHAPE = (1, 8, 8)
 ARCHITECTURES = ("glow", "realnvp")
+PLANAR_DEPTHS = (2, 8, 32)
+ENERGY_NAMES = ("U1", "U2", "U3", "U4")
 
 
 def digits_flow(
-    architecture: str = "glow", *, steps: int = 4, hidden: int = 32, alpha: float = 0.05
+    architecture: str = "glow",
+    *,
+    steps: int = 4,
+    hidden: int = 32,
+    alpha: float = 0.05,
+    global_linear: bool = False,
 ) -> Flow:
     """A fresh flow on dequantized 8x8 digits ``(B, 1, 8, 8)``, with a standard normal base.
 
@@ -52,6 +79,10 @@ def digits_flow(
         steps: Glow: flow steps per level (2 levels); RealNVP: couplings per scale (2 scales).
         hidden: channels of the couplings' hidden 3x3 convolutions.
         alpha: the logit pre-processing's margin (:class:`~nf_course.bijectors.Logit`).
+        global_linear: end with one LU-parametrized linear map of all 64 dimensions (three
+            squeezes to ``64×1×1``, an :class:`~nf_course.bijectors.InvConv1x1` and three
+            unsqueezes), i.e. a full-covariance Gaussian base: the convolutions only see
+            3x3 neighbourhoods, and a linear map is the cheapest way to couple distant pixels.
     """
     logit = Logit(bins=DIGITS_LEVELS, alpha=alpha)
     if architecture == "glow":
@@ -76,7 +107,24 @@ def digits_flow(
             f"digits_flow: unknown architecture {architecture!r}; choose from "
             f"{', '.join(repr(name) for name in ARCHITECTURES)}"
         )
-    return Flow(Compose(logit, body), StandardNormal(DIGITS_SHAPE))
+    parts = [logit, body]
+    if global_linear:
+        unsqueeze = [Inverse(Squeeze()) for _ in range(3)]
+        parts += [Squeeze(), Squeeze(), Squeeze(), InvConv1x1(64), *unsqueeze]
+    return Flow(Compose(*parts), StandardNormal(DIGITS_SHAPE))
+
+
+def planar_flow(layers: int = 32) -> Flow:
+    """A fresh float32 flow on the plane: ``layers`` planar maps on the sampling side.
+
+    ``Inverse(Planar(2, seed=k))`` for ``k = 0 .. layers - 1`` over a standard normal base:
+    ``sample_and_log_prob`` uses the planar maps' closed form and the matrix determinant lemma,
+    ``log_prob`` their numeric inverse.
+    """
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        raise ValueError(f"planar_flow: layers must be a positive integer, got {layers!r}")
+    bijector = Compose(*[Inverse(Planar(2, seed=k)) for k in range(layers)])
+    return Flow(bijector, StandardNormal(2)).float()
 
 
 @dataclass(frozen=True)
@@ -86,10 +134,12 @@ class Checkpoint:
     Attributes:
         filename: the file's name in ``nf_course/checkpoints/``.
         sha256: its SHA-256 hex digest.
-        architecture: the argument of :func:`digits_flow`.
-        options: the other keyword arguments of :func:`digits_flow`.
+        architecture: ``"glow"`` or ``"realnvp"`` (:func:`digits_flow`), or ``"planar"``
+            (:func:`planar_flow`).
+        options: the keyword arguments of that function.
         command: the command (from the repository root) that produced the file.
-        test_bits_per_dim: its bits/dim on the digits test split, as that command printed it.
+        metric: what ``value`` measures, e.g. ``"test bits/dim"``.
+        value: the score that command printed for the file.
     """
 
     filename: str
@@ -97,7 +147,23 @@ class Checkpoint:
     architecture: str
     options: dict[str, float]
     command: str
-    test_bits_per_dim: float
+    metric: str
+    value: float
+
+
+def _planar_checkpoint(target: str, layers: int, sha256: str, reverse_kl: float) -> Checkpoint:
+    return Checkpoint(
+        filename=f"planar_{target}_K{layers}.pt",
+        sha256=sha256,
+        architecture="planar",
+        options={"layers": layers},
+        command=(
+            f".venv/bin/python benchmarks/planar_energies.py --targets {target} "
+            f"--layers {layers} --save"
+        ),
+        metric=f"reverse KL to {target} (nats)",
+        value=reverse_kl,
+    )
 
 
 CHECKPOINTS: dict[str, Checkpoint] = {
@@ -110,7 +176,8 @@ CHECKPOINTS: dict[str, Checkpoint] = {
             ".venv/bin/python benchmarks/digits_bpd.py --architectures glow --threads 1 "
             "--alpha 0.001 --save"
         ),
-        test_bits_per_dim=2.142,
+        metric="test bits/dim",
+        value=2.142,
     ),
 }
 """The shipped checkpoints by name."""
@@ -141,7 +208,10 @@ def load_pretrained(name: str) -> Flow:
             f"load_pretrained: {entry.filename} has SHA-256 {digest}, expected {entry.sha256}; "
             f"the file is corrupted or was replaced; recreate it with: {entry.command}"
         )
-    flow = digits_flow(entry.architecture, **entry.options)
+    if entry.architecture == "planar":
+        flow = planar_flow(**entry.options)
+    else:
+        flow = digits_flow(entry.architecture, **entry.options)
     with path.open("rb") as handle:
         state = torch.load(handle, map_location="cpu", weights_only=True)
     flow.load_state_dict(state)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from helpers import perturbed
 
-from nf_course.checks import check_bijector
+from nf_course.checks import brute_force_jacobian, check_bijector
 from nf_course.datasets import bits_per_dim, dequantize, digits
-from nf_course.pretrained import CHECKPOINTS, digits_flow, load_pretrained
+from nf_course.pretrained import CHECKPOINTS, digits_flow, load_pretrained, planar_flow
 
 
 @pytest.mark.parametrize("architecture", ["glow", "realnvp"])
@@ -44,7 +44,7 @@ def test_shipped_glow_reproduces_its_recorded_test_bits_per_dim() -> None:
         ).mean()
     bpd = bits_per_dim(log_p.item())
     assert bpd < 2.27
-    assert bpd == pytest.approx(entry.test_bits_per_dim, abs=0.02)
+    assert bpd == pytest.approx(entry.value, abs=0.02)
 
 
 def test_checksum_mismatch_and_missing_file_are_refused(monkeypatch) -> None:
@@ -59,3 +59,33 @@ def test_checksum_mismatch_and_missing_file_are_refused(monkeypatch) -> None:
         load_pretrained("missing")
     with pytest.raises(KeyError, match="no checkpoint 'nope'"):
         load_pretrained("nope")
+
+
+def test_global_linear_map_couples_opposite_corners_and_stays_a_bijection() -> None:
+    flow = digits_flow("glow", steps=1, hidden=8, global_linear=True)
+    y = dequantize(digits("train")[:4].double(), generator=torch.Generator().manual_seed(0))
+    flow.double().log_prob(y)  # ActNorm's data-dependent initialization
+    bijector = perturbed(flow.bijector, seed=2, scale=0.05)
+    assert check_bijector(bijector, y).passed
+    jacobian = brute_force_jacobian(lambda v: bijector(v.reshape(-1, 1, 8, 8)), y.flatten(1))
+    assert jacobian[:, 0, 63].abs().min() > 0  # z at pixel (0, 0) depends on x at (7, 7)
+    plain = digits_flow("glow", steps=1, hidden=8)
+    extra = sum(p.numel() for p in flow.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 2 * 64 * 64 + 64  # L and U kept as masked 64x64 matrices, log|diag U|
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_planar_flow_is_a_bijection_sampled_in_closed_form(layers: int) -> None:
+    flow = planar_flow(layers)
+    assert next(flow.parameters()).dtype == torch.float32
+    bijector = perturbed(flow.bijector, seed=3)
+    x = torch.randn(32, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    assert check_bijector(bijector, x).passed
+    samples, log_q = perturbed(planar_flow(layers), seed=3).sample_and_log_prob(16)
+    torch.testing.assert_close(log_q, perturbed(planar_flow(layers), seed=3).log_prob(samples))
+
+
+@pytest.mark.parametrize("layers", [0, -2, 2.5, True])
+def test_planar_flow_rejects_a_bad_depth(layers: object) -> None:
+    with pytest.raises(ValueError, match="layers must be a positive integer"):
+        planar_flow(layers)  # type: ignore[arg-type]
