@@ -259,3 +259,35 @@ def test_reverse_kl_fit_of_a_banana() -> None:
     after = kl_estimate()
     # About 2.0 nats before and 0.15 after (the exact KL: log Z of the banana is known).
     assert before > 1.5 and after < 0.3, (before, after)
+
+
+def test_log_det_stays_finite_when_the_constraint_saturates() -> None:
+    """wᵀu = -50: m(wᵀu) rounds to -1 in float64, yet on the hyperplane wᵀx + b = 0 the true
+    log-det is log softplus(-50) ≈ -50, not -inf; the inverse still round-trips there."""
+    layer = Planar(2).double()
+    with torch.no_grad():
+        layer.w.copy_(torch.tensor([0.6, -0.8], dtype=torch.float64))
+        layer.u.copy_(-50 * layer.w)  # ‖w‖ = 1, so wᵀu = -50
+        layer.b.fill_(0.3)
+    assert layer.w_u_hat().item() == -1.0  # the saturated constraint
+    on_plane = torch.tensor([[-0.5, 0.0], [0.0, 0.375]], dtype=torch.float64)  # wᵀx = -0.3
+    _, log_det = layer(on_plane)
+    expected = F.softplus(torch.tensor(-50.0, dtype=torch.float64))
+    torch.testing.assert_close(log_det, expected.log().expand(2), rtol=0, atol=1e-9)
+    away = torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    away = away[(away @ layer.w + layer.b).abs() > 0.5]
+    torch.testing.assert_close(layer(away)[1], brute_force_log_det(layer, away), rtol=0, atol=1e-9)
+    x_back, _ = layer.inverse(layer(away)[0])
+    torch.testing.assert_close(x_back, away, rtol=0, atol=1e-8)
+
+
+def test_sylvester_log_det_stays_finite_when_the_constraint_saturates() -> None:
+    layer = Sylvester(3, m=2).double()
+    with torch.no_grad():
+        layer.a.fill_(-50.0)  # R_ii R̃_ii = m(-50), -1 in float64
+        layer.b.zero_()
+    assert (layer.diagonal_product() == -1).all()
+    x = torch.zeros(1, 3, dtype=torch.float64)  # pre-activations b = 0: h' = 1 in both units
+    _, log_det = layer(x)
+    expected = 2 * F.softplus(torch.tensor(-50.0, dtype=torch.float64)).log()
+    torch.testing.assert_close(log_det, expected.reshape(1), rtol=0, atol=1e-9)

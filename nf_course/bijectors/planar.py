@@ -132,6 +132,17 @@ def _m(a: Tensor) -> Tensor:
     return F.softplus(a) - 1
 
 
+def _log_slope(a: Tensor, pre: Tensor) -> Tensor:
+    """``log(1 + m(a) h'(pre))`` with ``h = tanh``, written as ``log(tanh² + softplus(a) sech²)``.
+
+    Both terms are non-negative, so nothing cancels when ``m(a)`` is close to -1: the direct
+    form rounds ``m(a) = softplus(a) - 1`` to exactly -1 once ``a < -37`` in float64 and gives
+    ``log 0 = -inf`` on the hyperplane ``pre = 0``, where the true value is ``log softplus(a)``.
+    """
+    tanh_sq = torch.tanh(pre).square()
+    return torch.log(tanh_sq + F.softplus(a) * (1 - tanh_sq))
+
+
 def default_tolerance(dtype: torch.dtype) -> float:
     """The relative tolerance of the numeric inverses: ``max(1e-12, 8 eps(dtype))``."""
     return max(1e-12, 8 * torch.finfo(dtype).eps)
@@ -258,8 +269,7 @@ class Planar(Bijector):
 
     def _log_det(self, alpha: Tensor) -> Tensor:
         """``log(1 + wᵀû h'(α + b))`` for ``α = wᵀx`` of shape ``(B,)``: ``(B,)``."""
-        h_prime = 1 - torch.tanh(alpha + self.b).square()
-        return torch.log1p(self.w_u_hat() * h_prime)
+        return _log_slope(self.w.dot(self.u), alpha + self.b)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x (B, D) -> (z = x + û tanh(wᵀx + b) (B, D), log|1 + ûᵀψ(x)| (B,))``."""
@@ -285,7 +295,8 @@ class Planar(Bijector):
         # One differentiable Newton step from the root: exact gradients by the implicit
         # function theorem.
         tanh = torch.tanh(alpha + self.b)
-        alpha = alpha - (alpha + c * tanh - gamma) / (1 + c * (1 - tanh.square()))
+        slope = torch.exp(_log_slope(self.w.dot(self.u), alpha + self.b))
+        alpha = alpha - (alpha + c * tanh - gamma) / slope
         x = z - torch.tanh(alpha + self.b).unsqueeze(1) * self.u_hat()
         return x, -self._log_det(alpha)
 
@@ -382,8 +393,7 @@ class Sylvester(Bijector):
 
     def _log_det(self, pre: Tensor) -> Tensor:
         """``Σ_i log(1 + R_ii R̃_ii h'(pre_i))`` for pre-activations ``(B, m)``: ``(B,)``."""
-        h_prime = 1 - torch.tanh(pre).square()
-        return torch.log1p(self.diagonal_product() * h_prime).sum(dim=1)
+        return _log_slope(self.a, pre).sum(dim=1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x (B, D) -> (z = x + Q R tanh(R̃ Qᵀ x + b) (B, D), log-det (B,))``."""
@@ -418,11 +428,14 @@ class Sylvester(Bijector):
                 )
                 pre[:, i] = R_tilde_[i, i] * y[:, i] + beta
         # One differentiable Newton step on y + R tanh(R̃ y + b) = γ from the root; its Jacobian
-        # I + R diag(h') R̃ is upper triangular.
-        tanh = torch.tanh(y @ R_tilde.mT + self.b)
+        # I + R diag(h') R̃ is upper triangular, with diagonal 1 + m(a_i) h'_i (cancellation-free).
+        pre = y @ R_tilde.mT + self.b
+        tanh = torch.tanh(pre)
         residual = y + tanh @ R.mT - gamma
         h_prime = (1 - tanh.square()).unsqueeze(1)
-        jacobian = torch.eye(self.m, dtype=z.dtype, device=z.device) + (R * h_prime) @ R_tilde
+        jacobian = torch.triu((R * h_prime) @ R_tilde, diagonal=1) + torch.diag_embed(
+            torch.exp(_log_slope(self.a, pre))
+        )
         step = torch.linalg.solve_triangular(jacobian, residual.unsqueeze(2), upper=True)
         y = y - step.squeeze(2)
         pre = y @ R_tilde.mT + self.b
