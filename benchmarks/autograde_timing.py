@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -115,6 +116,7 @@ def main() -> None:
         "--timeout", type=float, default=300.0, help="outer time limit per submission (s)"
     )
     args = parser.parse_args()
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
     summary = []
     with tempfile.TemporaryDirectory(prefix="nf_course_autograde_") as folder:
         for assignment in args.assignments:
@@ -130,6 +132,7 @@ def main() -> None:
                     sum(r["as_expected"] for r in rows),
                 )
             )
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
     print(f"\n{'assignment':<26} {'subs':>4} {'median s':>8} {'max s':>6} {'< 20 s':>6} {'ok':>5}")
     for assignment, count, median, longest, ok in summary:
         met = "yes" if longest < TARGET_SECONDS else "no"

@@ -151,7 +151,10 @@ class Checkpoint:
     value: float
 
 
-def _planar_checkpoint(target: str, layers: int, sha256: str, reverse_kl: float) -> Checkpoint:
+def _planar_checkpoint(
+    target: str, layers: int, steps: int, sha256: str, reverse_kl: float
+) -> Checkpoint:
+    """The entry of ``planar_<target>_K<layers>.pt``, trained for ``steps`` steps."""
     return Checkpoint(
         filename=f"planar_{target}_K{layers}.pt",
         sha256=sha256,
@@ -159,12 +162,28 @@ def _planar_checkpoint(target: str, layers: int, sha256: str, reverse_kl: float)
         options={"layers": layers},
         command=(
             f".venv/bin/python benchmarks/planar_energies.py --targets {target} "
-            f"--layers {layers} --save"
+            f"--layers {layers} --steps {steps} --save"
         ),
         metric=f"reverse KL to {target} (nats)",
         value=reverse_kl,
     )
 
+
+_PLANAR_FITS: dict[tuple[str, int], tuple[int, str, float]] = {
+    # (target, K): (training steps, SHA-256 of planar_<target>_K<K>.pt, reverse KL printed)
+    ("U1", 2): (5000, "122e250f6079e72b2839b15dea5b8e02f6af22b521c43986a615d533e6bea562", 0.7215),
+    ("U1", 8): (10000, "50bf4b24f42fa8aef9e9b4372469dd087294af4e1634fbf4fa4e2fe2fd2ce477", 0.105),
+    ("U1", 32): (20000, "6b3c9c477a4b52a91325484c781c695b390550997d2129badd074d702e6f80aa", 0.0028),
+    ("U2", 2): (5000, "c13893e39eb0531863ee8fb65c59cc7fb34dc68831e402273feb3597474377db", 0.6057),
+    ("U2", 8): (10000, "f21d1fe639e98a5c3fcecc77219d30c477497fe5303f5ce11f58fe12a0d5e0ed", 0.2003),
+    ("U2", 32): (20000, "52104e92919a3e5faa7dc22967a79456da202b701fec49cb7baaa4a4e13dc5b2", 0.0066),
+    ("U3", 2): (5000, "dccfd93127d31c11d226c0cdf11ac2bf51530bfb12eeec9d7c13a22beac0923d", 1.1824),
+    ("U3", 8): (10000, "a2c8a48628bea948a9c26d6216fb4a88918569d8a20bcbd98f4a8e311cdf1a2f", 0.4212),
+    ("U3", 32): (20000, "8774823f6be8c5986a535a192e7ba3191f3cd1202f88165b4f1fa1e8c63f17c5", 0.0779),
+    ("U4", 2): (5000, "7f86c84dbc8c518b5ed83541ba0718eb165dbcf88ea542c4304fb22c14931298", 0.8389),
+    ("U4", 8): (10000, "64539a9b4981e887fc152a16bfb89037db8e08402385eb80d8e9f99f28756d54", 0.3836),
+    ("U4", 32): (20000, "6e13ae0da7d62ce20477a70cbc8fa918935edf145e5eda88b5951ec660b2eaa8", 0.0953),
+}
 
 CHECKPOINTS: dict[str, Checkpoint] = {
     "glow_digits": Checkpoint(
@@ -179,6 +198,10 @@ CHECKPOINTS: dict[str, Checkpoint] = {
         metric="test bits/dim",
         value=2.142,
     ),
+    **{
+        f"planar_{target}_K{layers}": _planar_checkpoint(target, layers, *fit)
+        for (target, layers), fit in _PLANAR_FITS.items()
+    },
 }
 """The shipped checkpoints by name."""
 

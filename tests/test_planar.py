@@ -12,7 +12,7 @@ from helpers import perturbed
 from torch import Tensor, nn
 
 from nf_course import Compose, Flow, Inverse, StandardNormal
-from nf_course.bijectors.planar import Planar, Sylvester, default_tolerance
+from nf_course.bijectors.planar import Planar, Sylvester, _solve_increasing, default_tolerance
 from nf_course.checks import brute_force_log_det, check_bijector
 
 
@@ -291,3 +291,16 @@ def test_sylvester_log_det_stays_finite_when_the_constraint_saturates() -> None:
     _, log_det = layer(x)
     expected = 2 * F.softplus(torch.tensor(-50.0, dtype=torch.float64)).log()
     torch.testing.assert_close(log_det, expected.reshape(1), rtol=0, atol=1e-9)
+
+
+def test_root_finder_does_not_cycle_where_plain_safeguarded_newton_did() -> None:
+    """A steep layer of a trained planar flow (c = wᵀû = 11.35) in float32: Newton steps stayed
+    inside the bracket but cycled for 100 iterations (bracket 5.39 wide) until the solver
+    also required the residual to fall fast enough, and bisected otherwise."""
+    c, k, beta = torch.tensor(11.3452), torch.tensor(1.0), torch.tensor(-0.0473)
+    gamma = torch.tensor([-9.919750213623047])
+    tol = default_tolerance(torch.float32)
+    t = _solve_increasing(c, k, beta, gamma, tol=tol, max_iter=100, where="test")
+    residual = t + c * torch.tanh(k * t + beta) - gamma
+    assert residual.abs().item() < 1e-4
+    assert abs(t.item() + 1.0115) < 1e-3

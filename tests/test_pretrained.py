@@ -10,7 +10,15 @@ from helpers import perturbed
 
 from nf_course.checks import brute_force_jacobian, check_bijector
 from nf_course.datasets import bits_per_dim, dequantize, digits
-from nf_course.pretrained import CHECKPOINTS, digits_flow, load_pretrained, planar_flow
+from nf_course.pretrained import (
+    CHECKPOINTS,
+    ENERGY_NAMES,
+    PLANAR_DEPTHS,
+    digits_flow,
+    load_pretrained,
+    planar_flow,
+)
+from nf_course.targets import get_energy_target, reverse_kl_estimate
 
 
 @pytest.mark.parametrize("architecture", ["glow", "realnvp"])
@@ -89,3 +97,30 @@ def test_planar_flow_is_a_bijection_sampled_in_closed_form(layers: int) -> None:
 def test_planar_flow_rejects_a_bad_depth(layers: object) -> None:
     with pytest.raises(ValueError, match="layers must be a positive integer"):
         planar_flow(layers)  # type: ignore[arg-type]
+
+
+PLANAR_CHECKPOINTS = [f"planar_{name}_K{K}" for name in ENERGY_NAMES for K in PLANAR_DEPTHS]
+
+
+def test_every_planar_fit_of_chapter_5_is_shipped() -> None:
+    assert set(PLANAR_CHECKPOINTS) <= set(CHECKPOINTS)
+    for name in PLANAR_CHECKPOINTS:
+        assert CHECKPOINTS[name].architecture == "planar"
+        assert f"--targets {name.split('_')[1]}" in CHECKPOINTS[name].command
+
+
+@pytest.mark.parametrize("name", PLANAR_CHECKPOINTS)
+def test_planar_checkpoint_reproduces_its_reverse_kl(name: str) -> None:
+    """Fresh samples (another seed than the training command's) give the recorded reverse KL."""
+    entry = CHECKPOINTS[name]
+    flow = load_pretrained(name)
+    target = get_energy_target(name.split("_")[1])
+    generator = torch.Generator().manual_seed(11)
+    estimate = reverse_kl_estimate(flow, target, 20_000, generator=generator)
+    assert estimate.value == pytest.approx(entry.value, abs=1e-3 + 5 * estimate.stderr)
+
+
+@pytest.mark.parametrize("target", ENERGY_NAMES)
+def test_deeper_planar_fits_are_closer_to_their_target(target: str) -> None:
+    recorded = [CHECKPOINTS[f"planar_{target}_K{K}"].value for K in PLANAR_DEPTHS]
+    assert recorded == sorted(recorded, reverse=True)

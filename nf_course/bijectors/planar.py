@@ -167,9 +167,12 @@ def _solve_increasing(
     """Solve ``t + c tanh(k t + β) = γ`` for ``t``, elementwise, without autograd.
 
     Requires ``c k > -1`` so that the left side is increasing; the root lies in
-    ``[γ - |c|, γ + |c|]``. Safeguarded Newton: the Newton step when it lands strictly inside the
-    current bracket, the midpoint otherwise; the bracket is updated with the sign of the residual.
-    An equation, once converged, is no longer updated.
+    ``[γ - |c|, γ + |c|]``. Safeguarded Newton (``rtsafe`` of Numerical Recipes): the Newton step
+    when it lands strictly inside the current bracket and the residual is falling fast enough
+    (``|2 residual| ≤ |slope · step before last|``), the midpoint otherwise, so that a nearly
+    flat left side (``c k`` close to -1), where Newton steps can cycle inside the bracket, still
+    converges at least as fast as bisection; the bracket is updated with the sign of the
+    residual. An equation, once converged, is no longer updated.
 
     Args:
         c, k, beta, gamma: tensors broadcastable to the batch shape ``(B,)``.
@@ -188,6 +191,7 @@ def _solve_increasing(
         low, high = gamma - c.abs(), gamma + c.abs()
         t = gamma.clone()
         done = c == 0
+        step = step_before = high - low
         for _ in range(max_iter):
             tanh = torch.tanh(k * t + beta)
             residual = t + c * tanh - gamma
@@ -197,7 +201,9 @@ def _solve_increasing(
             newton = t - residual / slope
             # A step too small to change t is a converged Newton step, not a bracket violation.
             inside = ((newton > low) & (newton < high)) | (newton == t)
-            t_next = torch.where(inside, newton, (low + high) / 2)
+            fast = (2 * residual).abs() <= (step_before * slope).abs()
+            t_next = torch.where(inside & fast, newton, (low + high) / 2)
+            step_before, step = step, t_next - t
             scale = torch.clamp(t_next.abs(), min=1.0)
             converged = ((t_next - t).abs() <= tol * scale) | (high - low <= tol * scale)
             t = torch.where(done, t, t_next)
