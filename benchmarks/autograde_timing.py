@@ -53,14 +53,7 @@ def expected_losses(assignment: str, maximum: dict[str, float]) -> dict[str, dic
 def grade_assignment(root: Path, assignment: str, timeout: float) -> list[dict[str, object]]:
     """Submit the fake submissions of ``assignment`` in a course at ``root`` and grade them."""
     course.make_course(root, [assignment])
-    released = course.student_notebooks_from(course.REPOSITORY, assignment)
-    solutions = course.reference_solutions(root, assignment)
-    course.submit(root, assignment, "reference", course.fill_solutions(released, solutions))
-    course.submit(root, assignment, "untouched", released)
-    for mistake in course.mistakes(assignment):
-        course.submit(
-            root, assignment, mistake.name, course.fill_solutions(released, solutions, mistake)
-        )
+    course.submit_fake_submissions(root, assignment)
     generated = course.nbgrader(root, "generate_assignment", assignment, "--force")
     if generated.returncode != 0:
         raise SystemExit(f"generate_assignment {assignment} failed:\n{generated.stderr}")

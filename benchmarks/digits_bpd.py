@@ -28,19 +28,14 @@ Run::
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import math
 import time
-from pathlib import Path
 
 import torch
 
 from nf_course.datasets import bits_per_dim, dequantize, digits
-from nf_course.pretrained import ARCHITECTURES, digits_flow
+from nf_course.pretrained import ARCHITECTURES, digits_flow, save_checkpoint
 from nf_course.training import fit
-
-CHECKPOINT = Path(__file__).resolve().parent.parent / "nf_course" / "checkpoints"
 
 
 def training_sampler(images: torch.Tensor):
@@ -134,12 +129,8 @@ def main() -> None:
         )
         print(f"  done {rows[-1]}", flush=True)
         if args.save and architecture == "glow":
-            buffer = io.BytesIO()
-            torch.save(flow.state_dict(), buffer)
-            path = CHECKPOINT / "glow_digits.pt"
-            path.write_bytes(buffer.getvalue())
-            digest = hashlib.sha256(buffer.getvalue()).hexdigest()
-            print(f"  saved {path} ({path.stat().st_size} bytes), sha256 {digest}", flush=True)
+            digest = save_checkpoint(flow, "glow_digits.pt")
+            print(f"  saved nf_course/checkpoints/glow_digits.pt, sha256 {digest}", flush=True)
     print()
     print(header)
     print("-" * len(header))

@@ -30,18 +30,14 @@ Run::
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import time
-from pathlib import Path
 
 import torch
 
-from nf_course.pretrained import ENERGY_NAMES, PLANAR_DEPTHS, planar_flow
+from nf_course.pretrained import ENERGY_NAMES, PLANAR_DEPTHS, planar_flow, save_checkpoint
 from nf_course.targets import get_energy_target, reverse_kl_estimate
 from nf_course.training import fit
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "nf_course" / "checkpoints"
 DEFAULT_STEPS = {2: 5_000, 8: 10_000, 32: 20_000}
 
 
@@ -102,10 +98,7 @@ def main() -> None:
             )
             digest = "-"
             if args.save:
-                buffer = io.BytesIO()
-                torch.save(flow.state_dict(), buffer)
-                (CHECKPOINTS / f"planar_{name}_K{K}.pt").write_bytes(buffer.getvalue())
-                digest = hashlib.sha256(buffer.getvalue()).hexdigest()
+                digest = save_checkpoint(flow, f"planar_{name}_K{K}.pt")
             rows.append(
                 f"{name:<6} {K:>3} {steps[K]:>6} {seconds:>6.0f} {kl.value:>7.4f} "
                 f"{kl.stderr:>6.4f}  {digest}"

@@ -38,8 +38,10 @@ the real line where a Gaussian base is a sensible end point:
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -56,7 +58,14 @@ from nf_course.bijectors import (
 from nf_course.core import Compose, Flow, Inverse, StandardNormal
 from nf_course.datasets import DIGITS_LEVELS
 
-__all__ = ["CHECKPOINTS", "Checkpoint", "digits_flow", "load_pretrained", "planar_flow"]
+__all__ = [
+    "CHECKPOINTS",
+    "Checkpoint",
+    "digits_flow",
+    "load_pretrained",
+    "planar_flow",
+    "save_checkpoint",
+]
 
 DIGITS_SHAPE = (1, 8, 8)
 ARCHITECTURES = ("glow", "realnvp")
@@ -204,6 +213,18 @@ CHECKPOINTS: dict[str, Checkpoint] = {
     },
 }
 """The shipped checkpoints by name."""
+
+
+def save_checkpoint(flow: nn.Module, filename: str) -> str:
+    """Write ``flow.state_dict()`` to ``nf_course/checkpoints/<filename>``; return its SHA-256.
+
+    The training commands of :data:`CHECKPOINTS` call this; the digest goes into the entry.
+    """
+    buffer = io.BytesIO()
+    torch.save(flow.state_dict(), buffer)
+    data = buffer.getvalue()
+    (Path(__file__).resolve().parent / "checkpoints" / filename).write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_pretrained(name: str) -> Flow:

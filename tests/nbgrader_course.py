@@ -177,6 +177,18 @@ def submit(
         nbformat.write(notebook, str(folder / name))
 
 
+def submit_fake_submissions(root: Path, assignment: str) -> None:
+    """Submit the reference solution, the untouched student version and one submission per
+    common mistake of ``assignment`` (students ``reference``, ``untouched`` and each mistake's
+    name) in the course at ``root``; the released notebooks are the repository's."""
+    released = student_notebooks_from(REPOSITORY, assignment)
+    solutions = reference_solutions(root, assignment)
+    submit(root, assignment, "reference", fill_solutions(released, solutions))
+    submit(root, assignment, "untouched", released)
+    for mistake in mistakes(assignment):
+        submit(root, assignment, mistake.name, fill_solutions(released, solutions, mistake))
+
+
 def cell_scores(root: Path, assignment: str, student: str) -> dict[str, float]:
     """``{grade_id: points scored}`` of an autograded submission, from the gradebook."""
     from nbgrader.api import Gradebook

@@ -54,13 +54,7 @@ def _expected_losses(assignment: str) -> dict[str, dict[str, float] | None]:
 def _grade_batch(root: Path, assignment: str) -> Graded:
     """Generate, submit the fake submissions and autograde them in one nbgrader call."""
     course.make_course(root, [assignment])
-    released = course.student_notebooks_from(course.REPOSITORY, assignment)
-    solutions = course.reference_solutions(root, assignment)
-    course.submit(root, assignment, "reference", course.fill_solutions(released, solutions))
-    course.submit(root, assignment, "untouched", released)
-    for mistake in course.mistakes(assignment):
-        filled = course.fill_solutions(released, solutions, mistake)
-        course.submit(root, assignment, mistake.name, filled)
+    course.submit_fake_submissions(root, assignment)
     generated = course.nbgrader(root, "generate_assignment", assignment, "--force")
     graded = course.nbgrader(root, "autograde", assignment, "--force")
     return Graded(root, generated.stdout + generated.stderr + graded.stdout + graded.stderr)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from pathlib import Path
 
 import pytest
 import torch
 from helpers import perturbed
 
+import nf_course.pretrained
 from nf_course.checks import brute_force_jacobian, check_bijector
 from nf_course.datasets import bits_per_dim, dequantize, digits
 from nf_course.pretrained import (
@@ -17,6 +20,7 @@ from nf_course.pretrained import (
     digits_flow,
     load_pretrained,
     planar_flow,
+    save_checkpoint,
 )
 from nf_course.targets import get_energy_target, reverse_kl_estimate
 
@@ -124,3 +128,21 @@ def test_planar_checkpoint_reproduces_its_reverse_kl(name: str) -> None:
 def test_deeper_planar_fits_are_closer_to_their_target(target: str) -> None:
     recorded = [CHECKPOINTS[f"planar_{target}_K{K}"].value for K in PLANAR_DEPTHS]
     assert recorded == sorted(recorded, reverse=True)
+
+
+def test_save_checkpoint_returns_the_digest_that_load_pretrained_checks(monkeypatch) -> None:
+    flow = perturbed(planar_flow(2), seed=5).float()
+    filename = "test_save_checkpoint_tmp.pt"
+    digest = save_checkpoint(flow, filename)
+    path = Path(nf_course.pretrained.__file__).parent / "checkpoints" / filename
+    try:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+        entry = dataclasses.replace(CHECKPOINTS["planar_U1_K2"], filename=filename, sha256=digest)
+        monkeypatch.setitem(CHECKPOINTS, "saved", entry)
+        loaded = load_pretrained("saved")
+        for (name, value), (_, original) in zip(
+            loaded.state_dict().items(), flow.state_dict().items(), strict=True
+        ):
+            assert torch.equal(value, original), name
+    finally:
+        path.unlink()
