@@ -44,13 +44,6 @@ class Graded:
     output: str
 
 
-def _expected_losses(assignment: str) -> dict[str, dict[str, float] | None]:
-    """``{student: {grade_id: points lost}}``; ``None`` means every point is lost."""
-    losses: dict[str, dict[str, float] | None] = {"reference": {}, "untouched": None}
-    losses.update({mistake.name: dict(mistake.loses) for mistake in course.mistakes(assignment)})
-    return losses
-
-
 def _grade_batch(root: Path, assignment: str) -> Graded:
     """Generate, submit the fake submissions and autograde them in one nbgrader call."""
     course.make_course(root, [assignment])
@@ -208,7 +201,7 @@ def _cases() -> list[tuple[str, str]]:
     return [
         (assignment, student)
         for assignment in ASSIGNMENTS
-        for student in _expected_losses(assignment)
+        for student in course.expected_losses(assignment)
     ]
 
 
@@ -218,7 +211,7 @@ def test_autograded_score(graded_courses, assignment: str, student: str) -> None
     maximum = course.max_scores(graded.root, assignment)
     assert maximum and all(points > 0 for points in maximum.values()), maximum
     scores = course.cell_scores(graded.root, assignment, student)
-    expected = _expected_losses(assignment)[student]
+    expected = course.expected_losses(assignment)[student]
     if expected is None:
         expected = dict(maximum)
     assert set(expected) <= set(maximum), (
