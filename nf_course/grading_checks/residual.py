@@ -101,7 +101,13 @@ def _check_spectral_values(spectral_normalize: Callable[..., Tensor]) -> None:
         setting = f"a {rows}x{cols} W with σ(W) = {values[0]}, c = {bound}"
         for call, n_iterations in enumerate((1, 2, 1, 3, 200)):
             expected, _, expected_u = _spectral_reference(weight, expected_u, bound, n_iterations)
+            before = u.clone()
             got = _spectral_call(spectral_normalize, weight, u, bound, n_iterations, setting)
+            if torch.equal(u, before):
+                raise GradingCheckError(
+                    f"spectral_normalize left u unchanged ({setting}): write the last iterate "
+                    "into the tensor u it was given, in place (u.copy_(...))"
+                )
             start = "the given u" if call == 0 else f"the u left by {call} earlier calls"
             what = f"{setting}, n_iterations = {n_iterations}, starting from {start}"
             check_close(got, expected, what=f"W̃ for {what}", atol=1e-10)

@@ -69,6 +69,17 @@ MISTAKES = [
     ),
 ]
 
+# The reference's iteration, rewritten as a whole by some mistakes below.
+FIXED_POINT_LOOP = (
+    "        x = z.clone()\n"
+    "        for _ in range(max_iter):\n"
+    "            r_x = residual(x)\n"
+    "            error = float((x + r_x - z).abs().max())\n"
+    "            if error <= tol:\n"
+    "                return x\n"
+    "            x = z - r_x\n"
+)
+
 # Mistakes that the broadened hidden tests catch (cold starts, gradients, far points, NaN).
 MISTAKES += [
     Mistake(
@@ -148,15 +159,7 @@ MISTAKES += [
         name="fixed_point_while_stops_on_nan",
         description="`while error > tol` loop: a NaN error ends it and a diverged x is returned",
         cell="07_fixed_point",
-        old=(
-            "        x = z.clone()\n"
-            "        for _ in range(max_iter):\n"
-            "            r_x = residual(x)\n"
-            "            error = float((x + r_x - z).abs().max())\n"
-            "            if error <= tol:\n"
-            "                return x\n"
-            "            x = z - r_x\n"
-        ),
+        old=FIXED_POINT_LOOP,
         new=(
             "        x = z.clone()\n"
             "        error = float((x + residual(x) - z).abs().max())\n"
@@ -174,15 +177,7 @@ MISTAKES += [
         name="fixed_point_updates_z_in_place",
         description="x = z without a copy, then x -= …: z itself is overwritten",
         cell="07_fixed_point",
-        old=(
-            "        x = z.clone()\n"
-            "        for _ in range(max_iter):\n"
-            "            r_x = residual(x)\n"
-            "            error = float((x + r_x - z).abs().max())\n"
-            "            if error <= tol:\n"
-            "                return x\n"
-            "            x = z - r_x\n"
-        ),
+        old=FIXED_POINT_LOOP,
         new=(
             "        x = z\n"
             "        for _ in range(max_iter):\n"
