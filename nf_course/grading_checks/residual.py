@@ -125,53 +125,69 @@ _IN_PLACE_HINT = (
 )
 
 
-def _check_spectral_gradients(spectral_normalize: Callable[..., Tensor]) -> None:
-    """∂⟨G, W̃⟩/∂W after 2 iterations, with ``u``, ``v`` constants, above and below the bound."""
-    for rows, cols, values, bound in ((5, 3, [2.5, 1.0, 0.3], 0.8), (3, 4, [0.6, 0.2, 0.1], 0.9)):
-        weight = _matrix(rows, cols, values, seed=rows + cols)
-        u = _unit(rows, seed=7 * rows)
-        outer = randn(rows, cols, seed=rows * cols)
-        setting = f"a {rows}x{cols} W with σ(W) = {values[0]}, c = {bound}, n_iterations = 2"
-        gradients = {}
-        with torch.enable_grad():
-            for name in ("student", "reference", "through the iteration"):
-                leaf = weight.clone().requires_grad_(True)
-                if name == "student":
-                    got = _spectral_call(spectral_normalize, leaf, u.clone(), bound, 2, setting)
-                    if not isinstance(got, Tensor) or not got.requires_grad:
-                        raise GradingCheckError(
-                            f"W̃ carries no gradient with respect to W ({setting}): compute "
-                            "σ̂ = uᵀWv and W̃ outside torch.no_grad(), without .item(), float() "
-                            "or .detach()"
-                        )
-                else:
-                    through = name == "through the iteration"
-                    got, sigma, _ = _spectral_reference(
-                        leaf, u.clone(), bound, 2, through_iteration=through
-                    )
-                try:
-                    (gradients[name],) = torch.autograd.grad((got * outer).sum(), leaf)
-                except RuntimeError as error:
-                    in_place = "inplace" in str(error) or "in-place" in str(error)
-                    raise GradingCheckError(
-                        f"autograd cannot differentiate W̃ with respect to W ({setting}): "
-                        f"{error}{_IN_PLACE_HINT if in_place else ''}"
-                    ) from None
-        found = gradients["student"]
-        if torch.allclose(found, gradients["reference"], rtol=1e-6, atol=1e-9):
-            continue
-        if torch.allclose(found, gradients["through the iteration"], rtol=1e-6, atol=1e-9):
-            cause = (
-                "it flows through the power iteration; run the iteration under torch.no_grad(), "
-                "so that u and v are constants in σ̂ = uᵀWv"
+def _gradient_in_weight(
+    normalize: Callable[[Tensor], object], weight: Tensor, outer: Tensor, setting: str
+) -> Tensor:
+    """``∂⟨outer, normalize(W)⟩/∂W`` at ``weight``, by autograd."""
+    leaf = weight.clone().requires_grad_(True)
+    with torch.enable_grad():
+        result = normalize(leaf)
+        if not isinstance(result, Tensor) or not result.requires_grad:
+            raise GradingCheckError(
+                f"W̃ carries no gradient with respect to W ({setting}): compute σ̂ = uᵀWv and W̃ "
+                "outside torch.no_grad(), without .item(), float() or .detach()"
             )
-        elif torch.allclose(found, outer / torch.clamp(sigma.detach() / bound, min=1.0)):
-            cause = "σ̂ is treated as a constant; compute σ̂ = uᵀWv outside torch.no_grad()"
-        else:
-            cause = "W̃ = W / max(1, σ̂/c) must be differentiated through σ̂ = uᵀWv in W"
-        raise GradingCheckError(
-            f"the gradient of W̃ with respect to W is wrong ({setting}): {cause}"
+        try:
+            (gradient,) = torch.autograd.grad((result * outer).sum(), leaf)
+        except RuntimeError as error:
+            in_place = "inplace" in str(error) or "in-place" in str(error)
+            raise GradingCheckError(
+                f"autograd cannot differentiate W̃ with respect to W ({setting}): {error}"
+                f"{_IN_PLACE_HINT if in_place else ''}"
+            ) from None
+    return gradient
+
+
+def _check_spectral_gradient(
+    spectral_normalize: Callable[..., Tensor],
+    rows: int,
+    cols: int,
+    values: list[float],
+    bound: float,
+) -> None:
+    """∂⟨G, W̃⟩/∂W after 2 iterations from a cold start, with ``u``, ``v`` held constant."""
+    weight = _matrix(rows, cols, values, seed=rows + cols)
+    u = _unit(rows, seed=7 * rows)
+    outer = randn(rows, cols, seed=rows * cols)
+    setting = f"a {rows}x{cols} W with σ(W) = {values[0]}, c = {bound}, n_iterations = 2"
+    found = _gradient_in_weight(
+        lambda w: _spectral_call(spectral_normalize, w, u.clone(), bound, 2, setting),
+        weight,
+        outer,
+        setting,
+    )
+    expected = _gradient_in_weight(
+        lambda w: _spectral_reference(w, u.clone(), bound, 2)[0], weight, outer, setting
+    )
+    if torch.allclose(found, expected, rtol=1e-6, atol=1e-9):
+        return
+    through_iteration = _gradient_in_weight(
+        lambda w: _spectral_reference(w, u.clone(), bound, 2, through_iteration=True)[0],
+        weight,
+        outer,
+        setting,
+    )
+    _, sigma, _ = _spectral_reference(weight, u.clone(), bound, 2)
+    if torch.allclose(found, through_iteration, rtol=1e-6, atol=1e-9):
+        cause = (
+            "it flows through the power iteration; run the iteration under torch.no_grad(), so "
+            "that u and v are constants in σ̂ = uᵀWv"
         )
+    elif torch.allclose(found, outer / torch.clamp(sigma / bound, min=1.0)):
+        cause = "σ̂ is treated as a constant; compute σ̂ = uᵀWv outside torch.no_grad()"
+    else:
+        cause = "W̃ = W / max(1, σ̂/c) must be differentiated through σ̂ = uᵀWv in W"
+    raise GradingCheckError(f"the gradient of W̃ with respect to W is wrong ({setting}): {cause}")
 
 
 def check_spectral_normalize(spectral_normalize: Callable[..., Tensor]) -> None:
@@ -179,7 +195,9 @@ def check_spectral_normalize(spectral_normalize: Callable[..., Tensor]) -> None:
     steps from the given ``u`` (kept in place), ``W̃ = W/max(1, σ̂/c)`` with ``σ̂ = uᵀWv``,
     differentiable in ``W`` alone, on wide, tall and square matrices; ``W`` left untouched."""
     _check_spectral_values(spectral_normalize)
-    _check_spectral_gradients(spectral_normalize)
+    # Above the bound (σ̂ enters W̃) and below it (W̃ = W).
+    _check_spectral_gradient(spectral_normalize, 5, 3, [2.5, 1.0, 0.3], 0.8)
+    _check_spectral_gradient(spectral_normalize, 3, 4, [0.6, 0.2, 0.1], 0.9)
 
 
 # ----------------------------------------------------------------------------- fixed point
@@ -296,7 +314,7 @@ def _check_raises(fixed_point_inverse: Callable[..., Tensor]) -> None:
     layer = _residual_layer(3, 0.9, seed=61)
     z = 3 * randn(8, 3, seed=62)
     cases = (
-        ("a contraction with max_iter = 4 for tol = 1e-12", layer.residual, 4),
+        ("a contraction and tol = 1e-12", layer.residual, 4),
         ("r(x) = -1.5 x (no contraction)", lambda x: -1.5 * x, 60),
         ("r(x) = -3 x, whose iterates overflow to inf and NaN", lambda x: -3.0 * x, 2000),
     )
@@ -317,11 +335,15 @@ def _check_raises(fixed_point_inverse: Callable[..., Tensor]) -> None:
                 f"fixed_point_inverse ({name}) raised {type(error).__name__}: {error}; expected "
                 "a RuntimeError saying that the iteration did not converge"
             ) from error
-        shown = result.abs().max().item() if isinstance(result, Tensor) else result
+        shown = (
+            f"x with largest |x| = {result.abs().max().item():.3g}"
+            if isinstance(result, Tensor)
+            else repr(result)
+        )
         raise GradingCheckError(
-            f"fixed_point_inverse returned (largest |x| = {shown}) for {name}, max_iter = "
-            f"{max_iter}: it must raise a RuntimeError when max_iter steps do not reach tol "
-            "(a NaN error is never within tol)"
+            f"fixed_point_inverse returned {shown} for {name} with max_iter = {max_iter}: it "
+            "must raise a RuntimeError when max_iter steps do not reach tol"
+            + (" (a NaN error is never within tol)" if "NaN" in name else "")
         )
 
 
