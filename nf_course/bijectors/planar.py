@@ -1,9 +1,10 @@
 r"""Planar and Sylvester flows: residual maps whose determinant a low-rank identity makes cheap.
 
-Mathematics (lecture 000 of Isachenko, "residual flows"; lecture 002 of Grover, "planar flows";
-section 2.3.3 of chapter 004 of Yang and Ryu; Rezende and Mohamed, "Variational Inference with
-Normalizing Flows", ICML 2015; van den Berg, Hasenclever, Tomczak and Welling, "Sylvester
-Normalizing Flows for Variational Inference", UAI 2018).
+Mathematics (Isachenko's lecture 5 (Ozon Masters, 2022), "residual flows"; Grover's lecture 7
+(UCLA), "planar flows"; section 2.3.3 of Yang and Ryu's draft chapter on normalizing flows (2020);
+Rezende and Mohamed, "Variational Inference with Normalizing Flows", ICML 2015; van den Berg,
+Hasenclever, Tomczak and Welling, "Sylvester Normalizing Flows for Variational Inference", UAI
+2018).
 
 **Direction.** The lectures write the planar map in the generative direction,
 :math:`x = f(z) = z + u\,h(w^T z + b)` (Grover, Yang-Ryu; Isachenko calls it :math:`g` with

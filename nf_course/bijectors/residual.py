@@ -1,7 +1,8 @@
 r"""Invertible residual flows (i-ResNet): ``z = x + r(x)`` with ``Lip(r) < 1``.
 
-Mathematics (chapter 004 of Yang and Ryu, §2.3.4 "Residual flow" and "Enforcement of Lipschitz
-constraint"; Hutchinson's estimator from lecture 003 of Isachenko; Behrmann et al. 2019,
+Mathematics (Yang and Ryu's draft chapter on normalizing flows (2020), §2.3.4 "Residual flow" and
+"Enforcement of Lipschitz constraint"; Hutchinson's estimator from Isachenko's lecture 3 (AI
+Masters, 2024); Behrmann et al. 2019,
 *Invertible Residual Networks*; Chen et al. 2019, *Residual Flows for Invertible Generative
 Modeling*). The chapter writes the generative map ``x = z + r(z)``; here, as everywhere in the
 package, the residual block is the *normalizing* map ``z = f(x) = x + r(x)``.
