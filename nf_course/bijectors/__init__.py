@@ -17,7 +17,7 @@ from nf_course.bijectors.linear import (
     Permutation,
     Reverse,
 )
-from nf_course.bijectors.planar import Planar, Sylvester
+from nf_course.bijectors.planar import Planar, Radial, Sylvester
 from nf_course.bijectors.residual import (
     FixedPointConvergenceError,
     InvertibleResidual,
@@ -47,6 +47,7 @@ __all__ = [
     "Logit",
     "Permutation",
     "Planar",
+    "Radial",
     "Reverse",
     "SpectralNormLinear",
     "SplineCoupling",
