@@ -5,7 +5,7 @@ Jupyter Book 1.x (sphinx-book-theme) links each chapter to
 {path}&branch={repository.branch}``: nbgitpuller, in the student's server, clones the book's
 repository and opens the chapter. The hub has no network, so it keeps a local bare repository
 holding only the book's chapters (never ``solutions/``), and the students' servers get a git
-``url.<mirror>.insteadOf = <repository.url>`` rule in their environment: nbgitpuller's clone of
+``url.<mirror>.insteadOf = <repository.url>`` rule in their git config: nbgitpuller's clone of
 the public URL reads the mirror. Tests: ``tests_hub/test_settings.py`` (the URL in
 ``_config.yml``), ``tests_hub/test_round_trip.py`` (a chapter lands as a notebook).
 """
@@ -62,16 +62,21 @@ def launch_url(settings: HubSettings, chapter: str) -> str:
     return f"{settings.url}/hub/user-redirect/git-pull?{query}"
 
 
-def git_environment(settings: HubSettings) -> dict[str, str]:
-    """Git settings for the students' servers: the repository URL reads the local mirror."""
+def git_config(settings: HubSettings) -> str:
+    """Git's settings for the students' servers: the repository's URL reads the local mirror.
+
+    Given as the *system* config (``GIT_CONFIG_SYSTEM``): git honours ``safe.directory`` (the
+    mirror belongs to root) only there or in the global file, which stays the student's own.
+    """
     url, _ = repository()
-    return {
-        "GIT_CONFIG_COUNT": "2",
-        "GIT_CONFIG_KEY_0": f"url.file://{settings.book_mirror}.insteadOf",
-        "GIT_CONFIG_VALUE_0": url,
-        "GIT_CONFIG_KEY_1": "safe.directory",
-        "GIT_CONFIG_VALUE_1": str(settings.book_mirror),
-    }
+    return (
+        f'[url "file://{settings.book_mirror}"]\n\tinsteadOf = {url}\n'
+        f"[safe]\n\tdirectory = {settings.book_mirror}\n"
+    )
+
+
+def git_config_file(settings: HubSettings) -> Path:
+    return settings.student_config / "gitconfig"
 
 
 def _git(*args: str, cwd: Path) -> None:

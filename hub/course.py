@@ -49,13 +49,17 @@ def write_course_config(settings: HubSettings) -> None:
 
 
 def write_student_config(settings: HubSettings) -> None:
-    """The Jupyter config folder of the students' servers (``JUPYTER_CONFIG_PATH``)."""
+    """The students' servers' Jupyter config folder (``JUPYTER_CONFIG_PATH``): nbgrader's
+    exchange, and the git config that sends the book's launch links to the mirror."""
     folder = settings.student_config
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o755)
     path = folder / "nbgrader_config.py"
     path.write_text("c = get_config()  # noqa: F821\n" + exchange_config(settings))
     path.chmod(0o644)
+    gitconfig = book.git_config_file(settings)
+    gitconfig.write_text(book.git_config(settings))
+    gitconfig.chmod(0o644)
 
 
 def write_formgrader_config(settings: HubSettings) -> None:

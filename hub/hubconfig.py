@@ -111,7 +111,8 @@ def configure(c, settings: HubSettings) -> None:
         "PATH": f"{bin_dir}:{BASE_PATH}",
         # nbgrader's exchange and course id for the Assignments tab and Validate.
         "JUPYTER_CONFIG_PATH": str(settings.student_config),
-        **book.git_environment(settings),
+        # The book's launch links clone the repository's URL: git reads the hub's mirror.
+        "GIT_CONFIG_SYSTEM": str(book.git_config_file(settings)),
     }
     c.CourseSpawner.memory_per_process = settings.memory_per_process
     c.CourseSpawner.processes_per_student = settings.processes_per_student

@@ -46,10 +46,15 @@ STUDENT_LAB_CONFIG = {
     }
 }
 # Chapters are MyST markdown: open them as notebooks (through jupytext), as the launch buttons do.
+# No news or update checks: the hub has no network, and students need no pop-up.
 LAB_OVERRIDES = {
     "@jupyterlab/docmanager-extension:plugin": {
         "defaultViewers": {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}
-    }
+    },
+    "@jupyterlab/apputils-extension:notification": {
+        "checkForUpdates": False,
+        "fetchNews": "false",
+    },
 }
 
 
@@ -96,12 +101,22 @@ def write_json(path: Path, content: dict) -> None:
     path.write_text(json.dumps(content, indent=2) + "\n")
 
 
+def write_jupyter_settings(env: Path) -> None:
+    """The course environment's Jupyter settings for students (see the module)."""
+    etc = env / "etc" / "jupyter"
+    write_json(etc / "jupyter_server_config.d" / "zz_nf_course_students.json", STUDENT_SERVER_CONFIG)
+    write_json(etc / "labconfig" / "page_config.json", STUDENT_LAB_CONFIG)
+    write_json(env / "share/jupyter/lab/settings/overrides.d/nf-course.json", LAB_OVERRIDES)
+    run("chmod", "-R", "go-w,a+rX", str(env))
+
+
 def install_environment(settings: HubSettings) -> bool:
     """Build the course environment unless its stamp matches; True if it was (re)built."""
     env = settings.environment
     stamp = env / ".nf-course-stamp"
     wanted = fingerprint()
     if stamp.is_file() and stamp.read_text() == wanted:
+        write_jupyter_settings(env)
         return False
     shutil.rmtree(env, ignore_errors=True)
     env.parent.mkdir(parents=True, exist_ok=True)
@@ -115,10 +130,6 @@ def install_environment(settings: HubSettings) -> bool:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
         run(pip, "install", "--quiet", f"{copy}[hub,grading]")
-    etc = env / "etc" / "jupyter"
-    write_json(etc / "jupyter_server_config.d" / "zz_nf_course_students.json", STUDENT_SERVER_CONFIG)
-    write_json(etc / "labconfig" / "page_config.json", STUDENT_LAB_CONFIG)
-    write_json(env / "share/jupyter/lab/settings/overrides.d/nf-course.json", LAB_OVERRIDES)
-    run("chmod", "-R", "go-w,a+rX", str(env))
+    write_jupyter_settings(env)
     stamp.write_text(wanted)
     return True
