@@ -1,12 +1,15 @@
 """The course hub's commands: ``python -m hub COMMAND`` (the Makefile's ``hub*`` targets).
 
-    setup                  install what the hub needs, prepare the course, add the roster
-    start | stop | status  the hub (in the background; stop is clean: servers, proxy, hub)
-    students               OS accounts and gradebook entries for the roster (all or nothing)
-    release ASSIGNMENT     generate the assignment from solutions/ and release it to students
-    collect ASSIGNMENT     copy the latest submissions into the course's grading/submitted/
-    return-feedback ASSIGNMENT   release the generated feedback to the students
-    launch-url CHAPTER     the book's launch link for a chapter (book/<name>.md)
+setup                  install what the hub needs, prepare the course, add the roster
+install                only the machine's part of setup: apt, the proxy, the environment
+start | stop | status  the hub (in the background; stop is clean: servers, proxy, hub)
+students               OS accounts and gradebook entries for the roster (all or nothing)
+release ASSIGNMENT     generate the assignment from solutions/ and release it to students
+collect ASSIGNMENT     copy the latest submissions into the course's grading/submitted/
+return-feedback ASSIGNMENT   release the generated feedback to the students
+course-root            print the hub's nbgrader course root (for nf_course.instructor)
+chown                  give the course root back to the grader account (after root's jobs)
+launch-url CHAPTER     the book's launch link for a chapter (book/<name>.md)
 """
 
 from __future__ import annotations
@@ -18,16 +21,26 @@ import time
 from hub import accounts, book, control, course, install, settings
 
 
+def install_machine(hub: settings.HubSettings) -> None:
+    started = time.monotonic()
+    install.install_system_packages()
+    install.install_proxy()
+    built = install.install_environment(hub)
+    state = "built" if built else "up to date"
+    print(f"course environment {hub.environment}: {state} ({time.monotonic() - started:.0f} s)")
+
+
 def setup(hub: settings.HubSettings, system: bool) -> None:
     started = time.monotonic()
     if system:
-        install.install_system_packages()
-        install.install_proxy()
-        built = install.install_environment(hub)
-        print(f"course environment {hub.environment}: {'built' if built else 'up to date'}")
+        install_machine(hub)
+    if course.close_repository():
+        print(f"{settings.REPOSITORY}: closed to other accounts (it holds solutions/)")
     course.prepare(hub)
-    print(f"course {hub.course_id}: {hub.course_root} (grader {hub.grader}), exchange "
-          f"{hub.exchange}, book mirror {hub.book_mirror}")  # fmt: skip
+    print(
+        f"course {hub.course_id}: {hub.course_root} (grader {hub.grader}), exchange "
+        f"{hub.exchange}, book mirror {hub.book_mirror}"
+    )
     if hub.config_file != settings.DEFAULT_CONFIG:
         print(f"(another configuration file: _config.yml left as it is; its hub is {hub.url})")
     elif book.sync_launch_url(hub):
@@ -43,13 +56,16 @@ def setup(hub: settings.HubSettings, system: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hub", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m hub",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", help="the hub's TOML file (default hub/course_hub.toml)")
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("setup")
     command.add_argument("--no-install", action="store_true", help="skip apt, npm and the env")
-    for name in ("start", "stop", "status", "students"):
+    for name in ("install", "start", "stop", "status", "students", "course-root", "chown"):
         commands.add_parser(name)
     for name in ("release", "collect", "return-feedback"):
         commands.add_parser(name).add_argument("assignment")
@@ -59,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         hub = settings.load(args.config)
         if args.command == "setup":
             setup(hub, system=not args.no_install)
+        elif args.command == "install":
+            install_machine(hub)
+        elif args.command == "course-root":
+            print(hub.course_root)
+        elif args.command == "chown":
+            course.give_to_grader(hub)
         elif args.command == "start":
             pid = control.start(hub)
             print(f"the hub runs (pid {pid}) at {hub.url}; log {control.log_file(hub)}")
@@ -81,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"feedback on {args.assignment} released")
         else:
             print(book.launch_url(hub, args.chapter))
-    except (settings.HubConfigError, accounts.RosterError, course.CourseError,
-            control.HubError) as error:  # fmt: skip
+    except (
+        settings.HubConfigError,
+        accounts.RosterError,
+        course.CourseError,
+        control.HubError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -93,10 +93,22 @@ def create_account(name: str, home: Path, comment: str = "") -> None:
     """``useradd`` one account (and its group) with the private home ``home`` (mode 700)."""
     home.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/bash",
-         "--user-group", "--comment", comment, name],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            "useradd",
+            "--create-home",
+            "--home-dir",
+            str(home),
+            "--shell",
+            "/bin/bash",
+            "--user-group",
+            "--comment",
+            comment,
+            name,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     os.chmod(home, 0o700)
 
 

@@ -57,8 +57,9 @@ def launch_url(settings: HubSettings, chapter: str) -> str:
     """The link of a chapter's JupyterHub launch button (``chapter`` like ``book/x.md``)."""
     url, branch = repository()
     name = url.rsplit("/", 1)[-1]
-    query = urlencode({"repo": url, "urlpath": f"lab/tree/{name}/{chapter}", "branch": branch},
-                      safe="/")  # fmt: skip
+    query = urlencode(
+        {"repo": url, "urlpath": f"lab/tree/{name}/{chapter}", "branch": branch}, safe="/"
+    )
     return f"{settings.url}/hub/user-redirect/git-pull?{query}"
 
 
@@ -106,8 +107,17 @@ def publish_book(settings: HubSettings) -> int:
             shutil.copy2(REPOSITORY / name, work / name)
         _git("init", "--quiet", f"--initial-branch={branch}", cwd=work)
         _git("add", "--all", cwd=work)
-        _git("-c", "user.name=nf-course hub", "-c", "user.email=hub@localhost",
-             "commit", "--quiet", "-m", "The book's chapters for the course hub", cwd=work)  # fmt: skip
+        _git(
+            "-c",
+            "user.name=nf-course hub",
+            "-c",
+            "user.email=hub@localhost",
+            "commit",
+            "--quiet",
+            "-m",
+            "The book's chapters for the course hub",
+            cwd=work,
+        )
         _git("push", "--quiet", "--force", str(mirror), f"HEAD:{branch}", cwd=work)
     subprocess.run(["chmod", "-R", "a+rX", str(mirror)], check=True)
     return len(files)

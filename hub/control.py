@@ -70,8 +70,10 @@ def start(settings: HubSettings, timeout: float = 90) -> int:
         raise HubError(f"the hub is already running (pid {pid}) at {settings.url}")
     jupyterhub = settings.environment / "bin" / "jupyterhub"
     if not jupyterhub.is_file() or not settings.course_root.is_dir():
-        raise HubError(f"the hub is not set up ({jupyterhub} or {settings.course_root} is "
-                       "missing): run `make hub-setup` first")  # fmt: skip
+        raise HubError(
+            f"the hub is not set up ({jupyterhub} or {settings.course_root} is "
+            "missing): run `make hub-setup` first"
+        )
     env = {
         "PATH": f"{jupyterhub.parent}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         "LANG": os.environ.get("LANG", "C.UTF-8"),
@@ -90,8 +92,9 @@ def start(settings: HubSettings, timeout: float = 90) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise HubError(f"the hub exited with status {process.returncode}:\n"
-                           + log_tail(settings))  # fmt: skip
+            raise HubError(
+                f"the hub exited with status {process.returncode}:\n" + log_tail(settings)
+            )
         if healthy(settings):
             return process.pid
         time.sleep(0.5)

@@ -11,6 +11,7 @@ may open (nbgrader's "JupyterHub with one course" set-up, with JupyterHub's role
 from __future__ import annotations
 
 import shutil
+
 from hub import accounts, book
 from hub.settings import HubSettings
 
@@ -116,4 +117,3 @@ def configure(c, settings: HubSettings) -> None:
     }
     c.CourseSpawner.memory_per_process = settings.memory_per_process
     c.CourseSpawner.processes_per_student = settings.processes_per_student
-

@@ -104,7 +104,9 @@ def write_json(path: Path, content: dict) -> None:
 def write_jupyter_settings(env: Path) -> None:
     """The course environment's Jupyter settings for students (see the module)."""
     etc = env / "etc" / "jupyter"
-    write_json(etc / "jupyter_server_config.d" / "zz_nf_course_students.json", STUDENT_SERVER_CONFIG)
+    write_json(
+        etc / "jupyter_server_config.d" / "zz_nf_course_students.json", STUDENT_SERVER_CONFIG
+    )
     write_json(etc / "labconfig" / "page_config.json", STUDENT_LAB_CONFIG)
     write_json(env / "share/jupyter/lab/settings/overrides.d/nf-course.json", LAB_OVERRIDES)
     run("chmod", "-R", "go-w,a+rX", str(env))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hub import settings  # noqa: E402
-from hub.hubconfig import configure  # noqa: E402
+from hub import settings
+from hub.hubconfig import configure
 
 configure(get_config(), settings.load())  # noqa: F821 (get_config is JupyterHub's)

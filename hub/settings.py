@@ -174,7 +174,9 @@ def check(settings: HubSettings) -> None:
     """Raise :class:`HubConfigError` on the first value the hub cannot run with."""
     where = settings.config_file
     if not COURSE_ID.match(settings.course_id):
-        raise HubConfigError(f"{where}: course_id = {settings.course_id!r}: use letters, digits, _-")
+        raise HubConfigError(
+            f"{where}: course_id = {settings.course_id!r}: use letters, digits, _-"
+        )
     for name in settings.instructors:
         if not ACCOUNT_NAME.match(name):
             raise HubConfigError(f"{where}: instructor {name!r} is not a valid account name")

@@ -110,8 +110,11 @@ class CourseHub:
         """``python -m hub --config <this hub's file> ARGS``; its output."""
         process = subprocess.run(
             [sys.executable, "-m", "hub", "--config", str(self.config), *args],
-            cwd=REPOSITORY, capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
+            cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         output = process.stdout + process.stderr
         if check and process.returncode != 0:
             raise AssertionError(f"python -m hub {' '.join(args)} failed:\n{output}")
@@ -120,10 +123,19 @@ class CourseHub:
     def instructor_tool(self, *args: str) -> str:
         """The course's own instructor command, on the hub's course root."""
         process = subprocess.run(
-            [sys.executable, "-m", "nf_course.instructor", "--root",
-             str(self.settings.course_root), *args],
-            cwd=REPOSITORY, capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "nf_course.instructor",
+                "--root",
+                str(self.settings.course_root),
+                *args,
+            ],
+            cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         output = process.stdout + process.stderr
         assert process.returncode == 0, output
         return output
@@ -159,8 +171,11 @@ def as_user(user: str, code: str) -> str:
     """Run Python ``code`` as the OS account ``user`` (its groups, its home); its stdout."""
     process = subprocess.run(
         ["runuser", "-u", user, "--", str(ENVIRONMENT / "bin" / "python"), "-c", code],
-        capture_output=True, text=True, timeout=120, cwd="/",
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
     assert process.returncode == 0, process.stderr
     return process.stdout.strip()
 
@@ -193,10 +208,9 @@ class Student:
         xsrf = self.session.cookies.get("_xsrf", path="/hub/")
         return self.session.post(
             f"{self.hub.url}/hub/login",
-            data={"username": self.name, "password": self.hub.passwords[self.name],
-                  "_xsrf": xsrf},
+            data={"username": self.name, "password": self.hub.passwords[self.name], "_xsrf": xsrf},
             timeout=30,
-        )  # fmt: skip
+        )
 
     def whoami(self) -> requests.Response:
         return self.session.get(f"{self.hub.url}/hub/api/user", timeout=30)
@@ -238,8 +252,9 @@ class Student:
         return body["value"]
 
     def action(self, action: str, assignment: str) -> dict:
-        response = self.post(f"assignments/{action}",
-                             {"course_id": COURSE, "assignment_id": assignment})  # fmt: skip
+        response = self.post(
+            f"assignments/{action}", {"course_id": COURSE, "assignment_id": assignment}
+        )
         response.raise_for_status()
         return response.json()
 
@@ -254,6 +269,7 @@ class Student:
         return response.json()["content"]
 
     def write_notebook(self, path: str, notebook: dict) -> None:
-        response = self.put_json(f"api/contents/{path}",
-                                 {"type": "notebook", "format": "json", "content": notebook})  # fmt: skip
+        response = self.put_json(
+            f"api/contents/{path}", {"type": "notebook", "format": "json", "content": notebook}
+        )
         response.raise_for_status()

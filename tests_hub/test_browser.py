@@ -117,9 +117,9 @@ def test_a_student_fetches_runs_validates_and_submits_in_jupyterlab(
         unfold.click()  # shows the assignment's notebooks
         fetched.locator(f"#nbgrader-{COURSE}-{ASSIGNMENT}").get_by_text(ASSIGNMENT).click()
         notebook = page.locator(".jp-NotebookPanel:visible")
-        expect(notebook.get_by_role("heading", name="Assignment 01: the change of variables")).to_be_visible(
-            timeout=60_000
-        )
+        expect(
+            notebook.get_by_role("heading", name="Assignment 01: the change of variables")
+        ).to_be_visible(timeout=60_000)
         expect(notebook.locator(".jp-Toolbar-kernelName")).to_have_text(
             re.compile("Python 3"), timeout=LONG
         )
@@ -135,7 +135,8 @@ def test_a_student_fetches_runs_validates_and_submits_in_jupyterlab(
     with timed("browser: validate, save, submit"):
         notebook.get_by_role("button", name="Validate").click()
         dialog = page.locator(".jp-Dialog")
-        expect(dialog).to_be_visible(timeout=LONG)
+        # The untouched notebook fails its first visible test, and Validate says so.
+        expect(dialog.get_by_text("The following cell failed")).to_be_visible(timeout=LONG)
         shot(page, 7, "validate")
         dialog.get_by_role("button").last.click()
         page.keyboard.press("Control+s")
@@ -147,7 +148,11 @@ def test_a_student_fetches_runs_validates_and_submits_in_jupyterlab(
     with timed("browser: a chapter from the book's launch link"):
         page.goto(book.launch_url(hub.settings, CHAPTER))
         page.wait_for_url(re.compile(r"/lab/tree/"), timeout=LONG)
+        # The chapter's tab, opened as a notebook (jupytext), with the chapter's title.
+        expect(page.get_by_role("tab", name=Path(CHAPTER).name)).to_be_visible(timeout=LONG)
         chapter = page.locator(".jp-NotebookPanel:visible")
-        expect(chapter.locator(".jp-MarkdownCell").first).to_be_visible(timeout=LONG)
+        expect(
+            chapter.get_by_role("heading", name="Change of variables", exact=True)
+        ).to_be_visible(timeout=LONG)
         shot(page, 9, "chapter-from-the-book")
     assert not problems, "\n".join(problems)

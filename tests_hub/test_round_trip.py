@@ -146,8 +146,12 @@ def trip(course_hub: CourseHub) -> RoundTrip:
             assert student.action("fetch_feedback", ASSIGNMENT)["success"]
             folder = student.get(f"api/contents/{ASSIGNMENT}/feedback").json()
             (latest,) = [item for item in folder["content"] if item["type"] == "directory"]
-            page = student.get(f"api/contents/{latest['path']}/{ASSIGNMENT}.html",
-                               type="file", format="text", content="1")  # fmt: skip
+            page = student.get(
+                f"api/contents/{latest['path']}/{ASSIGNMENT}.html",
+                type="file",
+                format="text",
+                content="1",
+            )
             trip.feedback[name] = page.json()["content"]
 
     formgrader = f"{hub.url}/services/{hub.settings.course_id}/formgrader"
@@ -285,4 +289,3 @@ def test_the_inbound_keeps_submissions_of_other_students_unlisted(trip: RoundTri
     assert oct(inbound.stat().st_mode & 0o777) == "0o733"
     assert can_read(BOB, inbound) == "denied"
     assert all(re.search(r"\+[A-Za-z0-9_-]{12}$", name) for name in trip.inbound_before_restart)
-
