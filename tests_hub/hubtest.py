@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import secrets
 import shutil
 import socket
@@ -106,6 +107,13 @@ class CourseHub:
     def accounts(self) -> list[str]:
         return [*self.students, self.instructor, f"grader-{COURSE}"]
 
+    def made(self, account: str) -> bool:
+        """Whether ``account`` is one of this hub's (its home is in this hub's folder)."""
+        try:
+            return Path(pwd.getpwnam(account).pw_dir).is_relative_to(self.root)
+        except KeyError:
+            return False
+
     def cli(self, *args: str, check: bool = True, timeout: float = 900) -> str:
         """``python -m hub --config <this hub's file> ARGS``; its output."""
         process = subprocess.run(
@@ -155,7 +163,8 @@ class CourseHub:
                 subprocess.run(["kill", "-9", line.split()[0]], check=False)
         finally:
             for name in self.accounts():
-                accounts.remove_account(name)
+                if self.made(name):
+                    accounts.remove_account(name)
             shutil.rmtree(self.root, ignore_errors=True)
         return left
 
