@@ -64,11 +64,12 @@ def run(*command: str) -> None:
 
 
 def install_system_packages() -> None:
-    """apt-get the Debian packages whose commands are missing."""
+    """apt-get the Debian packages whose commands are missing (and venv for Debian's Python)."""
     missing = {pkg for cmd, pkg in DEBIAN_PACKAGES.items() if not shutil.which(cmd)}
-    venv_works = subprocess.run([SYSTEM_PYTHON, "-c", "import ensurepip, venv"], check=False)
-    if Path(SYSTEM_PYTHON).is_file() and venv_works.returncode != 0:
-        missing.add("python3-venv")
+    if "python3-venv" not in missing:
+        probe = [SYSTEM_PYTHON, "-c", "import ensurepip, venv"]
+        if subprocess.run(probe, check=False, capture_output=True).returncode != 0:
+            missing.add("python3-venv")
     if missing:
         run("apt-get", "update", "-qq")
         run("apt-get", "install", "-y", "-qq", *sorted(missing))
