@@ -136,7 +136,7 @@ def test_a_student_fetches_runs_validates_and_submits_in_jupyterlab(
         notebook.get_by_role("button", name="Validate").click()
         dialog = page.locator(".jp-Dialog")
         # The untouched notebook fails its first visible test, and Validate says so.
-        expect(dialog.get_by_text("The following cell failed")).to_be_visible(timeout=LONG)
+        expect(dialog.get_by_text("The following cell failed").first).to_be_visible(timeout=LONG)
         shot(page, 7, "validate")
         dialog.get_by_role("button").last.click()
         page.keyboard.press("Control+s")
