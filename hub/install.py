@@ -83,7 +83,7 @@ def install_proxy() -> None:
 
 def package_files() -> list[Path]:
     """What the course environment installs from the repository."""
-    files = [REPOSITORY / "pyproject.toml", REPOSITORY / "README.md"]
+    files = [REPOSITORY / "README.md", REPOSITORY / "pyproject.toml"]
     package = REPOSITORY / "nf_course"
     files += sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     return files
@@ -91,7 +91,7 @@ def package_files() -> list[Path]:
 
 def fingerprint() -> str:
     digest = hashlib.sha256(TORCH.encode())
-    for path in package_files():
+    for path in package_files()[1:]:  # pyproject.toml and the package, not the README
         digest.update(path.relative_to(REPOSITORY).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
