@@ -43,13 +43,6 @@ import nbgrader_course as course  # noqa: E402  (the grading tests' helpers, in 
 TARGET_SECONDS = 20.0
 
 
-def expected_losses(assignment: str, maximum: dict[str, float]) -> dict[str, dict[str, float]]:
-    """``{student: {grade_id: points that submission must lose}}``."""
-    losses = {"reference": {}, "untouched": dict(maximum)}
-    losses.update({mistake.name: dict(mistake.loses) for mistake in course.mistakes(assignment)})
-    return losses
-
-
 def grade_assignment(root: Path, assignment: str, timeout: float) -> list[dict[str, object]]:
     """Submit the fake submissions of ``assignment`` in a course at ``root`` and grade them."""
     course.make_course(root, [assignment])
@@ -63,7 +56,8 @@ def grade_assignment(root: Path, assignment: str, timeout: float) -> list[dict[s
     status = json.loads((root / "grading" / "autograde_status.json").read_text())[assignment]
     maximum = course.max_scores(root, assignment)
     rows = []
-    for student, expected in expected_losses(assignment, maximum).items():
+    for student, expected in course.expected_losses(assignment).items():
+        expected = dict(maximum) if expected is None else expected
         outcome = status[student]
         graded_ok = outcome["status"] == "graded"
         scores = course.cell_scores(root, assignment, student) if graded_ok else {}

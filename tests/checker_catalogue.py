@@ -356,18 +356,21 @@ class Planar(nn.Module):
         one = 0.0 if self.missing_one else 1.0
         return x + u * torch.tanh(a)[:, None], torch.log(torch.abs(one + psi @ u))
 
-    def inverse(self, z):
+    def _bisect(self, wz, wu):
+        """Solve wᵀx = α: α + wᵀû·tanh(α + b) = wᵀz, monotone when wᵀû ≥ −1 (no gradients)."""
         with torch.no_grad():
-            u = self.u_hat()
-            wz, wu = z @ self.w, self.w @ u
-            # solve wᵀx = α: α + wᵀû·tanh(α + b) = wᵀz, monotone when wᵀû ≥ −1
             low, high = wz - wu.abs() - 1, wz + wu.abs() + 1
             for _ in range(200):
                 mid = 0.5 * (low + high)
                 above = mid + wu * torch.tanh(mid + self.b) > wz
                 high = torch.where(above, mid, high)
                 low = torch.where(above, low, mid)
-            alpha = 0.5 * (low + high)
+            return 0.5 * (low + high)
+
+    def inverse(self, z):
+        with torch.no_grad():
+            u = self.u_hat()
+            alpha = self._bisect(z @ self.w, self.w @ u)
             x = z - u * torch.tanh(alpha + self.b)[:, None]
         _, log_det = self.forward(x)
         return x, -log_det
@@ -929,3 +932,313 @@ class Conv1x1LUMissingPixels(Conv1x1LU):
     def inverse(self, z):
         x, _ = super().inverse(z)
         return x, -self.log_s.sum().expand(z.shape[0])
+
+
+# ----------------------------------------------------------------------------- derivatives, caches,
+# copies: correct code that keeps tensors or wraps other libraries, and values that are right with
+# derivatives that are wrong.
+
+
+class CachesLastLogDet(ExpAffine):
+    """Keeps its last log-det for debugging: a non-leaf tensor that refuses ``copy.deepcopy``."""
+
+    def forward(self, x):
+        z, log_det = super().forward(x)
+        self.last_log_det = log_det
+        return z, log_det
+
+
+def called_once(module: nn.Module, x: Tensor) -> nn.Module:
+    """``module`` after one forward call (so that it holds whatever it caches)."""
+    module.forward(x)
+    return module
+
+
+class WeightNormLinear(nn.Module):
+    """z = W x + b with W weight-normalized (``torch.nn.utils.parametrizations``)."""
+
+    def __init__(self, dim: int, *, deprecated_hook: bool = False) -> None:
+        super().__init__()
+        linear = nn.Linear(dim, dim)
+        with torch.no_grad():
+            linear.weight.copy_(
+                torch.eye(dim) + 0.4 * torch.randn(dim, dim, generator=_generator(20))
+            )
+            linear.bias.copy_(torch.randn(dim, generator=_generator(21)))
+        if deprecated_hook:  # the old API: warns (FutureWarning) and keeps W as a non-leaf
+            self.linear = nn.utils.weight_norm(linear)
+        else:
+            self.linear = nn.utils.parametrizations.weight_norm(linear)
+
+    def _weight(self):
+        if hasattr(self.linear, "parametrizations"):
+            return self.linear.weight
+        return (
+            self.linear.weight_g
+            * self.linear.weight_v
+            / self.linear.weight_v.norm(dim=1, keepdim=True)
+        )
+
+    def forward(self, x):
+        weight = self._weight()
+        log_det = torch.linalg.slogdet(weight).logabsdet.expand(x.shape[0])
+        return x @ weight.T + self.linear.bias, log_det
+
+    def inverse(self, z):
+        weight = self._weight()
+        x = torch.linalg.solve(weight, (z - self.linear.bias).T).T
+        return x, -torch.linalg.slogdet(weight).logabsdet.expand(z.shape[0])
+
+
+class WrapsTransform(nn.Module):
+    """The course contract around a ``torch.distributions``-style transform ``self.transform``."""
+
+    def forward(self, x):
+        z = self.transform(x)
+        return z, self.transform.log_abs_det_jacobian(x, z)
+
+    def inverse(self, z):
+        x = self.transform.inv(z)
+        return x, -self.transform.log_abs_det_jacobian(x, z)
+
+
+class CachingTorchTransform(WrapsTransform):
+    """torch.distributions transforms built once, with their caches on (``cache_size=1``)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.loc = nn.Parameter(torch.linspace(-0.3, 0.3, dim))
+        self.scale = nn.Parameter(torch.linspace(0.6, 1.4, dim))
+        self.transform = T.ComposeTransform(
+            [
+                T.AffineTransform(self.loc, self.scale, event_dim=1, cache_size=1),
+                T.IndependentTransform(T.TanhTransform(cache_size=1), 1),
+            ],
+            cache_size=1,
+        )
+
+
+class PyroAffineCoupling(WrapsTransform):
+    """pyro's affine coupling layer (a TransformModule that caches), wrapped to the contract."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        from pyro.distributions.transforms import affine_coupling
+
+        torch.manual_seed(0)  # pyro initializes its network from the global generator
+        self.transform = affine_coupling(dim, hidden_dims=[16])
+        with torch.no_grad():
+            for p in self.transform.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=_generator(p.numel())))
+
+
+class NewtonPlanar(Planar):
+    """Planar with a differentiable inverse: bisection without gradients, then one Newton step."""
+
+    def __init__(self, dim: int, *, newton: bool = True) -> None:
+        super().__init__(dim)
+        self.newton = newton
+
+    def inverse(self, z):
+        u = self.u_hat()
+        wz, wu = z @ self.w, self.w @ u
+        alpha = self._bisect(wz, wu)
+        if self.newton:
+            tanh = torch.tanh(alpha + self.b)
+            alpha = alpha - (alpha + wu * tanh - wz) / (1 + wu * (1 - tanh**2))
+        x = z - u * torch.tanh(alpha + self.b)[:, None]
+        _, log_det = self.forward(x)
+        return x, -log_det
+
+
+class DetachedLogDet(ExpAffine):
+    """The log-det computed under ``torch.no_grad``: right values, no gradient."""
+
+    def forward(self, x):
+        z, _ = super().forward(x)
+        with torch.no_grad():
+            log_det = self.s.sum().expand(x.shape[0]).clone()
+        return z, log_det
+
+
+class LogDetThroughItem(ExpAffine):
+    """The log-det rebuilt from ``.item()``: right values, no gradient."""
+
+    def forward(self, x):
+        z, _ = super().forward(x)
+        return z, torch.full((x.shape[0],), self.s.sum().item())
+
+
+class DetachedShift(Coupling):
+    """The coupling's shift detached: right values, wrong derivatives of z."""
+
+    def forward(self, x):
+        x1, x2 = x[:, : self.d], x[:, self.d :]
+        log_s, t = self._scale(x1)
+        return torch.cat([x1, x2 * log_s.exp() + t.detach()], dim=1), log_s.sum(dim=1)
+
+
+class StaleScaleCache(ExpAffine):
+    """exp(s) computed on the first call and kept (a non-leaf tensor: no deepcopy)."""
+
+    def _scale(self):
+        if not hasattr(self, "cached_scale"):
+            self.cached_scale = self.s.exp()
+        return self.cached_scale
+
+    def forward(self, x):
+        return x * self._scale() + self.t, self.s.sum().expand(x.shape[0])
+
+    def inverse(self, z):
+        return (z - self.t) / self._scale(), -self.s.sum().expand(z.shape[0])
+
+
+class InPlaceCoupling(Coupling):
+    """Writes the transformed half into its input (x[:, d:] = …) and returns it."""
+
+    def forward(self, x):
+        log_s, t = self._scale(x[:, : self.d])
+        x[:, self.d :] = x[:, self.d :] * log_s.exp() + t
+        return x, log_s.sum(dim=1)
+
+
+class ActNormSquarePixels(ActNorm):
+    """ActNorm whose log-det counts W·W pixels instead of H·W."""
+
+    def _log_det(self, x):
+        return (x.shape[3] ** 2 * self.log_scale.sum()).expand(x.shape[0])
+
+
+class SqueezedBatch(ExpAffine):
+    """Drops size-1 dimensions with ``.squeeze()``, the batch dimension too when B = 1."""
+
+    def forward(self, x):
+        z, log_det = super().forward(x)
+        return z.squeeze(), log_det.squeeze()
+
+    def inverse(self, z):
+        x, log_det = super().inverse(z)
+        return x.squeeze(), log_det.squeeze()
+
+
+class LyingTensor(Tensor):
+    """A tensor subclass whose subtraction always gives zero: comparisons would all pass."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        result = super().__torch_function__(func, types, args, kwargs or {})
+        if func is torch.Tensor.sub or func is torch.Tensor.__sub__:
+            return torch.zeros_like(result)
+        return result
+
+
+class ReturnsLyingTensor(ExpAffine):
+    def forward(self, x):
+        z, log_det = super().forward(x)
+        return z.as_subclass(LyingTensor), log_det
+
+
+CORRECT += [
+    Case(
+        "keeps its last log-det (no deepcopy)",
+        lambda: called_once(CachesLastLogDet(4), vectors()),
+        vectors,
+    ),
+    Case("weight norm parametrization", lambda: WeightNormLinear(3), lambda: vectors(dim=3)),
+    Case(
+        "deprecated weight_norm hook (warns, no deepcopy)",
+        lambda: called_once(WeightNormLinear(3, deprecated_hook=True), vectors(dim=3)),
+        lambda: vectors(dim=3),
+    ),
+    Case(
+        "torch.distributions transforms with caches (no deepcopy)",
+        lambda: called_once(CachingTorchTransform(3), vectors(dim=3)),
+        lambda: vectors(dim=3),
+    ),
+    Case(
+        "pyro affine coupling, wrapped (no deepcopy)",
+        lambda: called_once(PyroAffineCoupling(4), vectors()),
+        vectors,
+    ),
+    Case(
+        "planar, Newton-finished inverse, required differentiable",
+        lambda: NewtonPlanar(3),
+        lambda: vectors(dim=3),
+        options={"differentiable_inverse": True},
+    ),
+]
+
+MISTAKES += [
+    Case(
+        "log-det computed under no_grad",
+        lambda: DetachedLogDet(4),
+        vectors,
+        ("parameter_derivatives",),
+        "derivative of its log_det with respect to s",
+    ),
+    Case(
+        "log-det rebuilt from .item()",
+        lambda: LogDetThroughItem(4),
+        vectors,
+        ("parameter_derivatives",),
+        "cut from the autograd graph",
+    ),
+    Case(
+        "coupling shift detached",
+        lambda: DetachedShift(4),
+        vectors,
+        ("input_derivatives", "parameter_derivatives"),
+        "cut from the autograd graph",
+    ),
+    Case(
+        "inverse without gradients where they are required",
+        lambda: Planar(3),
+        lambda: vectors(dim=3),
+        ("input_derivatives",),
+        "the inverse must be differentiable here",
+        {"differentiable_inverse": True},
+    ),
+    Case(
+        "root-finding inverse without its Newton step, differentiable required",
+        lambda: NewtonPlanar(3, newton=False),
+        lambda: vectors(dim=3),
+        ("input_derivatives",),
+        "one Newton step",
+        {"differentiable_inverse": True},
+    ),
+    Case(
+        "scale cached on the first call (no deepcopy)",
+        lambda: called_once(StaleScaleCache(4), vectors()),
+        vectors,
+        ("parameter_update",),
+        "stale cache",
+    ),
+    Case(
+        "coupling writes into its input",
+        lambda: InPlaceCoupling(4),
+        vectors,
+        ("input_unchanged",),
+        "forward modified its input tensor in place",
+    ),
+    Case(
+        "ActNorm log-det with W·W pixels",
+        lambda: ActNormSquarePixels(2),
+        images,
+        ("log_det_forward",),
+        "W/H",
+    ),
+    Case(
+        ".squeeze() drops the batch dimension of a single sample",
+        lambda: SqueezedBatch(4),
+        vectors,
+        ("batch_independence",),
+        ".squeeze()",
+    ),
+    Case(
+        "returns a tensor subclass that lies in comparisons",
+        lambda: ReturnsLyingTensor(4),
+        vectors,
+        ("runs",),
+        "subclass of torch.Tensor",
+    ),
+]

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+from correct import Rewrite
 from mistakes import Mistake
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -22,11 +23,9 @@ SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 
 
 def assignments() -> list[str]:
-    """The assignment ids of ``solutions/`` that have a ``tests/mistakes`` module."""
-    names = sorted(p.name for p in (REPOSITORY / "solutions").iterdir() if p.is_dir())
-    return [
-        name for name in names if (REPOSITORY / "tests/mistakes" / f"{topic(name)}.py").exists()
-    ]
+    """The assignment ids of ``solutions/`` (each has modules in ``tests/mistakes`` and
+    ``tests/correct``; a test checks it)."""
+    return sorted(p.name for p in (REPOSITORY / "solutions").iterdir() if p.is_dir())
 
 
 def topic(assignment: str) -> str:
@@ -37,6 +36,11 @@ def topic(assignment: str) -> str:
 def mistakes(assignment: str) -> list[Mistake]:
     """The ``MISTAKES`` list of the assignment's module in ``tests/mistakes``."""
     return importlib.import_module(f"mistakes.{topic(assignment)}").MISTAKES
+
+
+def rewrites(assignment: str) -> list[Rewrite]:
+    """The ``CORRECT`` list of the assignment's module in ``tests/correct``."""
+    return importlib.import_module(f"correct.{topic(assignment)}").CORRECT
 
 
 def notebook_paths(folder: Path) -> list[Path]:
@@ -141,10 +145,13 @@ def fill_solutions(
     notebooks: dict[str, nbformat.NotebookNode],
     solutions: dict[str, dict[str, str]],
     mistake: Mistake | None = None,
+    rewrite: Rewrite | None = None,
 ) -> dict[str, nbformat.NotebookNode]:
-    """Copies of the student notebooks with every solution cell filled in, one mistake made."""
+    """Copies of the student notebooks with every solution cell filled in: with the reference,
+    the cells of ``rewrite`` in its own words, and one ``mistake`` made."""
     filled = {}
     found = mistake is None
+    unused = set(rewrite.cells) if rewrite is not None else set()
     for name, notebook in notebooks.items():
         notebook = nbformat.from_dict(notebook)
         for cell in notebook.cells:
@@ -152,6 +159,9 @@ def fill_solutions(
             if grade_id not in solutions[name]:
                 continue
             cell.source = solutions[name][grade_id]
+            if rewrite is not None and grade_id in rewrite.cells:
+                cell.source = rewrite.cells[grade_id]
+                unused.discard(grade_id)
             if mistake is not None and grade_id == mistake.cell:
                 count = cell.source.count(mistake.old)
                 if count != 1:
@@ -164,6 +174,8 @@ def fill_solutions(
         filled[name] = notebook
     if not found:
         raise ValueError(f"mistake {mistake.name}: no solution cell {mistake.cell!r}")
+    if unused:
+        raise ValueError(f"rewrite {rewrite.name}: no solution cells {sorted(unused)}")
     return filled
 
 
@@ -178,15 +190,27 @@ def submit(
 
 
 def submit_fake_submissions(root: Path, assignment: str) -> None:
-    """Submit the reference solution, the untouched student version and one submission per
-    common mistake of ``assignment`` (students ``reference``, ``untouched`` and each mistake's
-    name) in the course at ``root``; the released notebooks are the repository's."""
+    """Submit the reference solution, the untouched student version, one submission per
+    correct rewrite and one per common mistake of ``assignment`` (students ``reference``,
+    ``untouched``, ``style_<rewrite>`` and each mistake's name) in the course at ``root``; the
+    released notebooks are the repository's."""
     released = student_notebooks_from(REPOSITORY, assignment)
     solutions = reference_solutions(root, assignment)
     submit(root, assignment, "reference", fill_solutions(released, solutions))
     submit(root, assignment, "untouched", released)
+    for rewrite in rewrites(assignment):
+        filled = fill_solutions(released, solutions, rewrite=rewrite)
+        submit(root, assignment, f"style_{rewrite.name}", filled)
     for mistake in mistakes(assignment):
         submit(root, assignment, mistake.name, fill_solutions(released, solutions, mistake))
+
+
+def expected_losses(assignment: str) -> dict[str, dict[str, float] | None]:
+    """``{student: {grade_id: points lost}}`` of the fake submissions; ``None``: every point."""
+    losses: dict[str, dict[str, float] | None] = {"reference": {}, "untouched": None}
+    losses.update({f"style_{rewrite.name}": {} for rewrite in rewrites(assignment)})
+    losses.update({mistake.name: dict(mistake.loses) for mistake in mistakes(assignment)})
+    return losses
 
 
 def cell_scores(root: Path, assignment: str, student: str) -> dict[str, float]:

@@ -15,7 +15,7 @@ import csv
 import json
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import unescape
 from pathlib import Path
 
@@ -38,26 +38,28 @@ STALL_TIMEOUT = 12  # shorter than the per-cell timeout: the tool, not nbgrader,
 
 @dataclass
 class Graded:
-    """A graded course: its root and what the grading commands printed."""
+    """A graded course: its root, what the grading commands printed and, for a course graded
+    twice, every submission's cell scores of the first grading."""
 
     root: Path
     output: str
-
-
-def _expected_losses(assignment: str) -> dict[str, dict[str, float] | None]:
-    """``{student: {grade_id: points lost}}``; ``None`` means every point is lost."""
-    losses: dict[str, dict[str, float] | None] = {"reference": {}, "untouched": None}
-    losses.update({mistake.name: dict(mistake.loses) for mistake in course.mistakes(assignment)})
-    return losses
+    first_scores: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _grade_batch(root: Path, assignment: str) -> Graded:
-    """Generate, submit the fake submissions and autograde them in one nbgrader call."""
+    """Generate, submit the fake submissions and autograde them in one nbgrader call; then
+    autograde them all again, in new processes, for the regrade test."""
     course.make_course(root, [assignment])
     course.submit_fake_submissions(root, assignment)
     generated = course.nbgrader(root, "generate_assignment", assignment, "--force")
     graded = course.nbgrader(root, "autograde", assignment, "--force")
-    return Graded(root, generated.stdout + generated.stderr + graded.stdout + graded.stderr)
+    first = {
+        student: course.cell_scores(root, assignment, student)
+        for student in course.expected_losses(assignment)
+    }
+    regraded = course.nbgrader(root, "autograde", assignment, "--force")
+    steps = (generated, graded, regraded)
+    return Graded(root, "\n".join(step.stdout + step.stderr for step in steps), first)
 
 
 # ----------------------------------------------------------------------------- hostile cases
@@ -208,7 +210,7 @@ def _cases() -> list[tuple[str, str]]:
     return [
         (assignment, student)
         for assignment in ASSIGNMENTS
-        for student in _expected_losses(assignment)
+        for student in course.expected_losses(assignment)
     ]
 
 
@@ -218,7 +220,7 @@ def test_autograded_score(graded_courses, assignment: str, student: str) -> None
     maximum = course.max_scores(graded.root, assignment)
     assert maximum and all(points > 0 for points in maximum.values()), maximum
     scores = course.cell_scores(graded.root, assignment, student)
-    expected = _expected_losses(assignment)[student]
+    expected = course.expected_losses(assignment)[student]
     if expected is None:
         expected = dict(maximum)
     assert set(expected) <= set(maximum), (
@@ -229,6 +231,17 @@ def test_autograded_score(graded_courses, assignment: str, student: str) -> None
         f"{assignment}, {student}: lost {lost}, expected to lose {expected}\n"
         + graded.output[-3000:]
     )
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_a_regrade_gives_the_same_score_in_every_cell(graded_courses, assignment: str) -> None:
+    """Every submission graded twice, by two nbgrader processes with their own kernels (this
+    torch seeds its global generator anew in every process)."""
+    graded = _result(graded_courses, assignment)
+    assert graded.first_scores
+    for student, first in graded.first_scores.items():
+        again = course.cell_scores(graded.root, assignment, student)
+        assert again == first, f"{assignment}, {student}: {first} then {again}"
 
 
 # ----------------------------------------------------------------------------- hostile

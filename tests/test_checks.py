@@ -165,3 +165,117 @@ def test_perturb_parameters_casts_and_moves_every_parameter_reproducibly(dtype: 
 def test_perturb_parameters_refuses_an_integer_dtype():
     with pytest.raises(TypeError, match="floating type"):
         perturb_parameters(ExpAffine(3), dtype=torch.int64)
+
+
+# ----------------------------------------------------------------------------- the table, the
+# copies and the guards
+
+
+def test_the_table_runs_every_prerequisite_before_its_dependents():
+    from nf_course.checks.registry import PROPERTIES
+
+    order = [prop.name for prop in PROPERTIES]
+    assert order == list(CHECKS)
+    for position, prop in enumerate(PROPERTIES):
+        for earlier in (*prop.requires, *prop.after):
+            assert earlier in order[:position], (prop.name, earlier)
+
+
+def test_an_uncopyable_module_is_checked_and_left_as_it_was():
+    from checker_catalogue import CachesLastLogDet, called_once
+
+    module = called_once(CachesLastLogDet(4), vectors())
+    with pytest.raises(RuntimeError, match="deepcopy"):
+        copy.deepcopy(module)
+    before = {name: p.detach().clone() for name, p in module.named_parameters()}
+    report = check_bijector(module, vectors())
+    assert report.passed and report["parameter_update"].skipped is None
+    for name, parameter in module.named_parameters():
+        assert torch.equal(parameter, before[name]) and parameter.dtype == torch.float32, name
+
+
+def test_an_active_torch_function_mode_is_refused():
+    from torch.overrides import TorchFunctionMode
+
+    class Silent(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    with Silent(), pytest.raises(BijectorCheckError) as caught:
+        check_bijector(ExpAffine(4), vectors())
+    assert caught.value.failed_checks == ["runs"]
+    assert "function/dispatch mode" in str(caught.value)
+
+
+def test_a_student_system_exit_is_a_failure_not_an_exit():
+    class Exits(ExpAffine):
+        def inverse(self, z):
+            raise SystemExit(3)
+
+    with pytest.raises(BijectorCheckError, match="raised SystemExit"):
+        check_bijector(Exits(4), vectors())
+
+
+def test_derivatives_of_a_seeded_stochastic_estimator_are_checked_consistently():
+    class NoisyButSeeded(ExpAffine):
+        """A log-det plus zero-mean noise drawn from the global generator (like Hutchinson)."""
+
+        def forward(self, x):
+            z, log_det = super().forward(x)
+            noise = torch.randn(x.shape[0], dtype=x.dtype)
+            return z, log_det + 0.1 * noise * self.s.sum()
+
+    # Values are compared loosely here; finite differences with steps down to 1e-6 would see
+    # the noise a thousand-fold if two evaluations drew different numbers.
+    report = check_bijector(NoisyButSeeded(4), vectors(), log_det_atol=1.0)
+    assert report["parameter_derivatives"].passed and report["input_derivatives"].passed
+
+
+# ----------------------------------------------------------------------------- diagnosis alone
+
+
+def test_diagnosis_names_a_flipped_sign_and_pixel_counts():
+    from nf_course.checks.diagnosis import log_det_cause
+
+    expected = torch.tensor([1.0, -2.0, 3.0])
+    assert "sign is flipped" in log_det_cause(-expected, expected, (4,), 1e-6)
+    assert "H·W = 12 is missing" in log_det_cause(expected / 12, expected, (2, 3, 4), 1e-6)
+    assert "W/H" in log_det_cause(expected * 4 / 3, expected, (2, 3, 4), 1e-6)
+    assert log_det_cause(expected + torch.tensor([0.1, -0.3, 0.2]), expected, (4,), 1e-6) == ""
+
+
+def test_diagnosis_of_a_call_failing_on_part_of_the_batch():
+    from nf_course.checks.diagnosis import sub_batch_failure_cause
+
+    assert "BatchNorm" in sub_batch_failure_cause("Expected more than 1 value per channel", 1)
+    assert ".squeeze()" in sub_batch_failure_cause("shape mismatch", 1)
+    assert "x.shape[0]" in sub_batch_failure_cause("shape mismatch", 6)
+
+
+def test_one_comparison_finds_the_worst_element():
+    from nf_course.checks.compare import compare
+
+    want = torch.zeros(3, 2)
+    got = want.clone()
+    got[2, 1] = 0.5
+    got[1, 0] = float("nan")
+    result = compare(got, want, atol=1e-3, rtol=0.0)
+    assert not result.passed
+    assert (result.sample, result.element) == (1, 0) and result.error == float("inf")
+    assert (result.failing_samples, result.failing_values) == (2, 2)
+    assert compare(torch.tensor([float("inf")]), torch.tensor([float("inf")]), 0, 0).passed
+
+
+def test_check_close_names_the_input_and_the_values():
+    from nf_course.grading_checks import GradingCheckError, check_close
+
+    inputs = torch.tensor([0.5, 1.5, 2.5])
+    with pytest.raises(GradingCheckError, match=r"at input 1\.5: got 3, expected 2 \(1 of 3"):
+        check_close(
+            torch.tensor([1.0, 3.0, 5.0]), torch.tensor([1.0, 2.0, 5.0]), what="f", inputs=inputs
+        )
+    with pytest.raises(GradingCheckError, match="NaN"):
+        check_close(torch.tensor([float("nan")]), torch.tensor([1.0]), what="f")
+    with pytest.raises(GradingCheckError, match="shape"):
+        check_close(torch.zeros(2), torch.zeros(3), what="f")
+    check_close(torch.tensor([-float("inf"), 1.0]), torch.tensor([-float("inf"), 1.0]), what="f")
