@@ -21,6 +21,7 @@ from nf_course.bijectors.planar import Planar, Radial, Sylvester
 from nf_course.bijectors.residual import (
     FixedPointConvergenceError,
     InvertibleResidual,
+    LipschitzMLP,
     SpectralNormLinear,
 )
 from nf_course.bijectors.spline import SplineCoupling
@@ -44,6 +45,7 @@ __all__ = [
     "Linear",
     "LinearLU",
     "LinearQR",
+    "LipschitzMLP",
     "Logit",
     "Permutation",
     "Planar",
