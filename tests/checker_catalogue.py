@@ -708,7 +708,7 @@ MISTAKES: list[Case] = [
         lambda: WrongInverseFormula(4),
         vectors,
         ("round_trip",),
-        "inverse applies the forward transformation again",
+        "inverse(z) equals forward(z)",
     ),
     Case(
         "inverse is the identity",
