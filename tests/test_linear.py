@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import perturbed
+from helpers import perturbed, randn
 from torch import Tensor, nn
 
 from nf_course import Flow, StandardNormal
@@ -24,11 +24,6 @@ from nf_course.bijectors.linear import (
 from nf_course.checks import check_bijector
 
 DIM = 5
-
-
-def randn(*shape: int, seed: int = 0) -> Tensor:
-    """A float64 standard normal tensor from a seeded generator."""
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 VECTOR_LAYERS: dict[str, Callable[[int], nn.Module]] = {
