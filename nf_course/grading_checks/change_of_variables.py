@@ -36,6 +36,15 @@ _BASES: dict[str, LogProb] = {
 }
 
 
+def _call(function: Callable[..., object], setting: str, *args: object) -> object:
+    """``function(*args)``; an exception becomes a :class:`GradingCheckError` naming the call."""
+    try:
+        return function(*args)
+    except Exception as exc:
+        name = getattr(function, "__name__", "your function")
+        raise GradingCheckError(f"{name} raised {type(exc).__name__} ({setting}): {exc}") from None
+
+
 def _unchanged(name: str, before: Tensor, after: Tensor) -> None:
     if not torch.equal(before, after):
         raise GradingCheckError(
@@ -44,9 +53,48 @@ def _unchanged(name: str, before: Tensor, after: Tensor) -> None:
         )
 
 
+def _offset_cause(got: Tensor, expected: Tensor, terms: dict[str, float]) -> str:
+    """When ``got − expected`` is one constant at every finite input: the term of ``terms``
+    (cause → value) it equals, or that a constant term is off; else ``""``."""
+    finite = torch.isfinite(expected)
+    difference = (got.detach().double() - expected)[finite]
+    if difference.numel() == 0 or not bool(torch.isfinite(difference).all()):
+        return ""
+    offset = float(difference.mean())
+    if float((difference - offset).abs().max()) > 1e-6:
+        return ""
+    for cause, value in terms.items():
+        if abs(offset - value) < 1e-6:
+            return f"\n  likely cause: {cause}"
+    if difference.numel() < 2:
+        return ""
+    return f"\n  got − expected is {offset:.6g} at every input: a constant term is off"
+
+
+def _close(
+    got: object,
+    expected: Tensor,
+    *,
+    what: str,
+    inputs: Tensor | None = None,
+    terms: dict[str, float] | None = None,
+) -> None:
+    """:func:`check_close` with tolerances for the precision the student computed in (float32
+    results carry float32 rounding, float64 ones may hold a constant rounded to float32) and,
+    given ``terms``, the likely cause of a constant offset."""
+    single = isinstance(got, Tensor) and got.dtype == torch.float32
+    tolerance = 1e-4 if single else 1e-6
+    try:
+        check_close(got, expected, what=what, inputs=inputs, atol=tolerance, rtol=tolerance)
+    except GradingCheckError as error:
+        cause = _offset_cause(got, expected, terms) if terms is not None else ""
+        raise GradingCheckError(f"{error}{cause}") from None
+
+
 def check_affine_log_density(affine_log_density: Callable[..., Tensor]) -> None:
     """``affine_log_density(x, scale, shift, base_log_prob)`` for scales of both signs, bases
     that are not standard normal, and inputs of several shapes."""
+
     def grid(low: float, high: float) -> Tensor:
         return torch.linspace(low, high, 49, dtype=torch.float64)
 
@@ -62,14 +110,21 @@ def check_affine_log_density(affine_log_density: Callable[..., Tensor]) -> None:
         log_prob = _BASES[base]
         expected = log_prob((x - shift) / scale) - math.log(abs(scale))
         before = x.clone()
-        got = affine_log_density(x, scale, shift, log_prob)
+        got = _call(
+            affine_log_density, f"scale = {scale}, shift = {shift}", x, scale, shift, log_prob
+        )
         _unchanged("affine_log_density", before, x)
-        check_close(
+        _close(
             got,
             expected,
-            what=f"log p_X(x) for X = {scale}·Z + {shift}, Z ~ {base}, x of shape "
-            f"{tuple(x.shape)}",
+            what=f"log p_X(x) for X = {scale}·Z + {shift}, Z ~ {base}, x of shape {tuple(x.shape)}",
             inputs=x if x.dim() == 1 else None,
+            terms={
+                "the term −log|a| is missing": math.log(abs(scale)),
+                "log|a| enters with the wrong sign: log p_X(x) = log p_Z((x − c)/a) − log|a|": (
+                    2 * math.log(abs(scale))
+                ),
+            },
         )
 
 
@@ -81,16 +136,17 @@ def check_exp_normal_log_density(exp_normal_log_density: Callable[[Tensor], Tens
         positive = shaped > 0
         expected[positive] = torch.distributions.LogNormal(0.0, 1.0).log_prob(shaped[positive])
         before = shaped.clone()
-        got = exp_normal_log_density(shaped)
+        got = _call(exp_normal_log_density, f"x of shape {tuple(shaped.shape)}", shaped)
         _unchanged("exp_normal_log_density", before, shaped)
-        check_close(
+        _close(
             got,
             expected,
             what=f"log p_X(x) for X = exp(Z), x of shape {tuple(shaped.shape)}",
             inputs=shaped if shaped.dim() == 1 else None,
         )
     grid = torch.linspace(1e-6, 60.0, 600_001, dtype=torch.float64)
-    mass = torch.trapezoid(exp_normal_log_density(grid).exp(), grid).item()
+    density = _call(exp_normal_log_density, "x on a grid of (0, 60]", grid).exp()
+    mass = torch.trapezoid(density, grid).item()
     if abs(mass - 1.0) > 1e-3:
         raise GradingCheckError(f"p_X integrates to {mass:.6g} over (0, 60], expected 1")
 
@@ -119,14 +175,14 @@ def check_affine_bijector(affine_bijector: Callable[[Tensor, Tensor], nn.Module]
         layer = affine_bijector(A, b)
         check_bijector(layer, x, z=z, differentiable_inverse=True)
         z_got, _ = layer.forward(x)
-        check_close(
+        _close(
             z_got,
             torch.linalg.solve(A, (x - b).T).T,
             what=f"forward(x) ({setting}; the normalizing direction z = A⁻¹(x − b))",
             inputs=x,
         )
         x_got, _ = layer.inverse(z)
-        check_close(
+        _close(
             x_got,
             z @ A.T + b,
             what=f"inverse(z) ({setting}; the generative direction x = A z + b)",
@@ -134,15 +190,37 @@ def check_affine_bijector(affine_bijector: Callable[[Tensor, Tensor], nn.Module]
         )
 
 
+def _linear_density_terms(A: Tensor, batch: int) -> dict[str, float]:
+    """The constant offsets of the usual mistakes in ``log p_X`` for ``X = AZ + b``."""
+    dim = A.shape[0]
+    log_abs_det = float(torch.linalg.slogdet(A).logabsdet)
+    terms = {
+        "the log-det term −log|det A| is missing": log_abs_det,
+        "log|det A| enters with the wrong sign: log p_X(x) = log p_Z(z) + forward's log_det, "
+        "and forward's log_det is −log|det A|": 2 * log_abs_det,
+        "the normalizing constant −(D/2)·log 2π is missing": dim / 2 * math.log(2 * math.pi),
+    }
+    constant = f"the normalizing constant is −(D/2)·log 2π with D = x.shape[1] = {dim}"
+    if batch != dim:
+        terms[f"{constant}, not the batch size x.shape[0] = {batch}"] = (
+            (dim - batch) / 2 * math.log(2 * math.pi)
+        )
+    for used in range(1, 2 * dim + 1):
+        if used not in (dim, batch):
+            terms[f"{constant}, not {used}"] = (dim - used) / 2 * math.log(2 * math.pi)
+    return terms
+
+
 def check_linear_log_density(linear_log_density: Callable[..., Tensor]) -> None:
     """``linear_log_density(x, A, b)`` against the Gaussian ``N(b, A Aᵀ)``, one sample too."""
     for dim, batch, seed, det_sign in ((3, 32, 31, -1), (5, 7, 47, 1), (4, 1, 53, -1)):
         A, b, x, _ = _affine_case(dim, batch, seed, det_sign=det_sign)
         expected = torch.distributions.MultivariateNormal(b, A @ A.T).log_prob(x)
-        got = linear_log_density(x, A, b)
-        check_close(
+        got = _call(linear_log_density, f"x of shape {tuple(x.shape)}", x, A, b)
+        _close(
             got,
             expected,
             what=f"log p_X(x) for X = A Z + b (x of shape {tuple(x.shape)})",
             inputs=x,
+            terms=_linear_density_terms(A, batch),
         )
