@@ -27,13 +27,15 @@ def _uniform_0_2(z: Tensor) -> Tensor:
     return torch.where(inside, torch.full_like(z, -math.log(2.0)), torch.full_like(z, -math.inf))
 
 
-# (name, log-density of Z) for the bases of the 1D affine task: a shifted and widened normal
-# (not symmetric about 0), a skewed Gumbel and a uniform with a bounded support.
-_BASES: dict[str, LogProb] = {
-    "N(0.6, 1.3²)": torch.distributions.Normal(0.6, 1.3).log_prob,
-    "Gumbel(0.2, 0.8)": torch.distributions.Gumbel(0.2, 0.8).log_prob,
-    "U[0, 2]": _uniform_0_2,
-}
+def _bases() -> dict[str, LogProb]:
+    """The bases of the 1D affine task by name: a shifted and widened normal (not symmetric
+    about 0), a skewed Gumbel and a uniform with a bounded support. Built on demand: making a
+    distribution imports sympy (seconds), which every assignment would pay at import."""
+    return {
+        "N(0.6, 1.3²)": torch.distributions.Normal(0.6, 1.3).log_prob,
+        "Gumbel(0.2, 0.8)": torch.distributions.Gumbel(0.2, 0.8).log_prob,
+        "U[0, 2]": _uniform_0_2,
+    }
 
 
 def _call(function: Callable[..., object], setting: str, *args: object) -> object:
@@ -106,8 +108,9 @@ def check_affine_log_density(affine_log_density: Callable[..., Tensor]) -> None:
         (-0.3, 2.0, "Gumbel(0.2, 0.8)", grid(-4.1, 2.9)),
         (-1.5, 0.5, "U[0, 2]", grid(-6.1, 5.9).reshape(7, 7, 1)),
     )
+    bases = _bases()
     for scale, shift, base, x in cases:
-        log_prob = _BASES[base]
+        log_prob = bases[base]
         expected = log_prob((x - shift) / scale) - math.log(abs(scale))
         before = x.clone()
         got = _call(

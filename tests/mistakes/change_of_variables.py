@@ -185,6 +185,14 @@ MISTAKES = [
         loses={"01_test_affine_bijector_log_det": 1, "01_test_affine_bijector_hidden": 2},
     ),
     Mistake(
+        name="forward_squeezes_batch",
+        description="squeeze() after a batched solve: one sample loses its batch dimension",
+        cell="01_affine_bijector",
+        old="z = torch.linalg.solve(self.A, (x - self.b).T).T",
+        new="z = torch.linalg.solve(self.A, (x - self.b).unsqueeze(-1)).squeeze()",
+        loses={"01_test_affine_bijector_hidden": 2, "01_test_linear_log_density_hidden": 1},
+    ),
+    Mistake(
         name="density_hard_codes_2d",
         description="the normalizing constant written for D = 2, the dimension of the visible test",
         cell="01_linear_log_density",

@@ -238,4 +238,13 @@ MISTAKES = [
         new="return x @ self.weight(), log_det",
         loses={"02_test_linear_lu_invertible": 1, "02_test_linear_lu_hidden": 3},
     ),
+    Mistake(
+        name="lu_u_unitriangular",
+        description="unitriangular=True for U too: its diagonal s is read as ones",
+        cell="02_linear_lu",
+        old="x = torch.linalg.solve_triangular(U, y, upper=True).T",
+        new="x = torch.linalg.solve_triangular(U, y, upper=True, unitriangular=True).T",
+        # the visible log-det test passes: for the fresh, orthogonal W both log-dets are 0
+        loses={"02_test_linear_lu_invertible": 1, "02_test_linear_lu_hidden": 3},
+    ),
 ]
