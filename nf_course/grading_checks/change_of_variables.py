@@ -38,21 +38,21 @@ def _bases() -> dict[str, LogProb]:
     }
 
 
-def _call(function: Callable[..., object], setting: str, *args: object) -> object:
-    """``function(*args)``; an exception becomes a :class:`GradingCheckError` naming the call."""
+def _call(function: Callable[..., object], setting: str, x: Tensor, *rest: object) -> object:
+    """``function(x, *rest)``; an exception, or ``x`` modified in place, becomes a
+    :class:`GradingCheckError` naming the call."""
+    name = getattr(function, "__name__", "your function")
+    before = x.clone()
     try:
-        return function(*args)
+        result = function(x, *rest)
     except Exception as exc:
-        name = getattr(function, "__name__", "your function")
         raise GradingCheckError(f"{name} raised {type(exc).__name__} ({setting}): {exc}") from None
-
-
-def _unchanged(name: str, before: Tensor, after: Tensor) -> None:
-    if not torch.equal(before, after):
+    if not torch.equal(before, x):
         raise GradingCheckError(
             f"{name} modified its input x in place; compute on a new tensor (torch.where, "
             "arithmetic) instead of assigning into x"
         )
+    return result
 
 
 def _offset_cause(got: Tensor, expected: Tensor, terms: dict[str, float]) -> str:
@@ -112,11 +112,9 @@ def check_affine_log_density(affine_log_density: Callable[..., Tensor]) -> None:
     for scale, shift, base, x in cases:
         log_prob = bases[base]
         expected = log_prob((x - shift) / scale) - math.log(abs(scale))
-        before = x.clone()
         got = _call(
             affine_log_density, f"scale = {scale}, shift = {shift}", x, scale, shift, log_prob
         )
-        _unchanged("affine_log_density", before, x)
         _close(
             got,
             expected,
@@ -138,9 +136,7 @@ def check_exp_normal_log_density(exp_normal_log_density: Callable[[Tensor], Tens
         expected = torch.full_like(shaped, -math.inf)
         positive = shaped > 0
         expected[positive] = torch.distributions.LogNormal(0.0, 1.0).log_prob(shaped[positive])
-        before = shaped.clone()
         got = _call(exp_normal_log_density, f"x of shape {tuple(shaped.shape)}", shaped)
-        _unchanged("exp_normal_log_density", before, shaped)
         _close(
             got,
             expected,

@@ -2,7 +2,7 @@
 the LU-parametrized matrix ``W = PLU`` with its ``O(D)`` log-determinant.
 
 The inputs are chosen so that no wrong formula is right by accident: permutations that are not
-their own inverse (nor the reverse of their inverse), lists that fool the usual shortcuts for
+their own inverse and whose reversal is not their inverse, lists that fool the usual shortcuts for
 "is a permutation" (a sum, a maximum, distinct entries), LU layers whose ``P`` is neither the
 identity nor symmetric and whose ``s`` has both signs, every parameter perturbed (the masked-out
 triangles included), and batch sizes other than the dimension."""
@@ -17,8 +17,9 @@ from torch import Tensor, nn
 from nf_course.checks import check_bijector, perturb_parameters
 from nf_course.grading_checks.common import GradingCheckError, check_close, randn
 
-# Valid permutations: (0 1 2) cycles, an involution, the identity, a 6-cycle, and a 3-cycle
-# given as a tensor; only the involution and the identity are their own inverse.
+# Valid permutations: two made of 3-cycles, an involution, the identity and a 3-cycle given as
+# a tensor; only the involution and the identity are their own inverse, and no other one has
+# its reversal as its inverse (as the visible test's [2, 0, 3, 1] has).
 _PERMUTATIONS = (
     [1, 2, 0, 5, 3, 4],
     [5, 4, 3, 2, 1, 0],

@@ -19,89 +19,93 @@ _LU_INIT = '''class LinearLU(torch.nn.Module):
         self.log_s = torch.nn.Parameter(torch.log(torch.abs(s)))
 '''
 
-CORRECT = [
-    Rewrite(
-        name="loops",
-        description="Python loops: columns gathered one by one, the inverse list built by hand",
-        cells={
-            "02_permutation": '''class Permutation(torch.nn.Module):
+# The given parts of the Permutation cell, around what a student writes.
+_PERMUTATION_HEAD = '''class Permutation(torch.nn.Module):
     """z[:, i] = x[:, perm[i]]; log_det = 0."""
 
     def __init__(self, perm):
         super().__init__()
         perm = torch.as_tensor(perm, dtype=torch.long)
-        values = perm.tolist()
+'''
+
+
+def _permutation(init: str, forward: str, inverse: str) -> str:
+    """The Permutation cell with the student's check in ``__init__`` and the two method bodies
+    (each indented by 8 spaces)."""
+    return (
+        _PERMUTATION_HEAD
+        + init
+        + '''        self.register_buffer("perm", perm)
+
+    def forward(self, x):
+        """x (B, D) -> (z (B, D), log_det (B,))."""
+'''
+        + forward
+        + '''
+    def inverse(self, z):
+        """z (B, D) -> (x (B, D), log_det (B,))."""
+'''
+        + inverse
+    )
+
+
+CORRECT = [
+    Rewrite(
+        name="loops",
+        description="Python loops: columns gathered one by one, the inverse list built by hand",
+        cells={
+            "02_permutation": _permutation(
+                init="""        values = perm.tolist()
         if sorted(values) != list(range(len(values))):
             raise ValueError(f"{values} is not a permutation of 0..{len(values) - 1}")
         inverse = [0] * len(values)
         for i, p in enumerate(values):
             inverse[p] = i
         self.inverse_list = inverse
-        self.register_buffer("perm", perm)
-
-    def forward(self, x):
-        """x (B, D) -> (z (B, D), log_det (B,))."""
-        columns = [x[:, p] for p in self.perm.tolist()]
+""",
+                forward="""        columns = [x[:, p] for p in self.perm.tolist()]
         return torch.stack(columns, dim=1), torch.zeros(x.shape[0], dtype=x.dtype)
-
-    def inverse(self, z):
-        """z (B, D) -> (x (B, D), log_det (B,))."""
-        columns = [z[:, p] for p in self.inverse_list]
+""",
+                inverse="""        columns = [z[:, p] for p in self.inverse_list]
         return torch.stack(columns, dim=1), torch.zeros(z.shape[0], dtype=z.dtype)
-''',
+""",
+            ),
         },
     ),
     Rewrite(
         name="permutation_matrix",
         description="a one-hot permutation matrix as a buffer, applied by matrix products",
         cells={
-            "02_permutation": '''class Permutation(torch.nn.Module):
-    """z[:, i] = x[:, perm[i]]; log_det = 0."""
-
-    def __init__(self, perm):
-        super().__init__()
-        perm = torch.as_tensor(perm, dtype=torch.long)
-        n = len(perm)
+            "02_permutation": _permutation(
+                init="""        n = len(perm)
         if set(perm.tolist()) != set(range(n)):  # a repeat would leave a value out
             raise ValueError("perm must contain each of 0, ..., D-1 exactly once")
         self.register_buffer("matrix", torch.eye(n)[perm])  # row i is the unit vector perm[i]
-        self.register_buffer("perm", perm)
-
-    def forward(self, x):
-        """x (B, D) -> (z (B, D), log_det (B,))."""
-        return x @ self.matrix.T, torch.zeros(len(x))
-
-    def inverse(self, z):
-        """z (B, D) -> (x (B, D), log_det (B,))."""
-        return z @ self.matrix, torch.zeros(len(z))
-''',
+""",
+                forward="""        return x @ self.matrix.T, torch.zeros(len(x))
+""",
+                inverse="""        return z @ self.matrix, torch.zeros(len(z))
+""",
+            ),
         },
     ),
     Rewrite(
         name="index_ops",
         description="index_select forward, scatter into a new tensor for the inverse, bincount",
         cells={
-            "02_permutation": '''class Permutation(torch.nn.Module):
-    """z[:, i] = x[:, perm[i]]; log_det = 0."""
-
-    def __init__(self, perm):
-        super().__init__()
-        perm = torch.as_tensor(perm, dtype=torch.long)
-        n = perm.numel()
+            "02_permutation": _permutation(
+                init="""        n = perm.numel()
         if perm.min() < 0 or perm.max() >= n or (torch.bincount(perm, minlength=n) != 1).any():
             raise ValueError(f"not a permutation: {perm.tolist()}")
-        self.register_buffer("perm", perm)
-
-    def forward(self, x):
-        """x (B, D) -> (z (B, D), log_det (B,))."""
-        return torch.index_select(x, 1, self.perm), torch.zeros_like(x[:, 0])
-
-    def inverse(self, z):
-        """z (B, D) -> (x (B, D), log_det (B,))."""
-        x = torch.zeros_like(z)
+""",
+                forward="""        z = torch.index_select(x, 1, self.perm)
+        return z, torch.zeros_like(x[:, 0])
+""",
+                inverse="""        x = torch.zeros_like(z)
         x[:, self.perm] = z  # x[:, perm[i]] = z[:, i]
         return x, torch.zeros_like(z[:, 0])
-''',
+""",
+            ),
         },
     ),
     Rewrite(

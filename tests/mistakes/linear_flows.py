@@ -2,6 +2,11 @@
 
 from mistakes import Mistake
 
+# The reference's test of perm in Permutation.__init__, which several mistakes replace.
+PERMUTATION_TEST = (
+    "if perm.dim() != 1 or not torch.equal(torch.sort(perm).values, torch.arange(len(perm))):"
+)
+
 MISTAKES = [
     Mistake(
         name="permutation_applied_twice",
@@ -108,10 +113,7 @@ MISTAKES = [
         name="permutation_checked_by_sum",
         description="perm validated by its sum 0 + 1 + … + (D-1) only: [1, 1, 1] passes",
         cell="02_permutation",
-        old=(
-            "if perm.dim() != 1 or not torch.equal(torch.sort(perm).values, "
-            "torch.arange(len(perm))):"
-        ),
+        old=PERMUTATION_TEST,
         new="if perm.sum() != len(perm) * (len(perm) - 1) // 2:",
         loses={"02_test_permutation_errors_hidden": 1},
     ),
@@ -119,10 +121,7 @@ MISTAKES = [
         name="permutation_checked_for_repeats_only",
         description="perm validated by distinct entries only: [1, 2, 3] passes",
         cell="02_permutation",
-        old=(
-            "if perm.dim() != 1 or not torch.equal(torch.sort(perm).values, "
-            "torch.arange(len(perm))):"
-        ),
+        old=PERMUTATION_TEST,
         new="if len(set(perm.tolist())) != len(perm):",
         loses={"02_test_permutation_errors_hidden": 1},
     ),
@@ -130,10 +129,7 @@ MISTAKES = [
         name="permutation_negatives_accepted",
         description="distinct entries below D accepted: [-1, 0, 1] passes (negative indices)",
         cell="02_permutation",
-        old=(
-            "if perm.dim() != 1 or not torch.equal(torch.sort(perm).values, "
-            "torch.arange(len(perm))):"
-        ),
+        old=PERMUTATION_TEST,
         new="if len(perm.unique()) != len(perm) or perm.max() >= len(perm):",
         loses={"02_test_permutation_errors_hidden": 1},
     ),
