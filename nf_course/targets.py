@@ -1,10 +1,10 @@
 r"""Unnormalized 2D energies for reverse-KL fits: U1-U4 of Rezende and Mohamed (2015).
 
-Rezende and Mohamed, "Variational Inference with Normalizing Flows" (ICML 2015, Table 1 and
-Fig. 3) fit planar flows to four densities :math:`\pi(z) \propto e^{-U(z)}` on the plane;
-lecture 000 of Isachenko and chapter 004 of Yang and Ryu discuss planar flows fitted to them.
-With :math:`w_1(z) = \sin(2\pi z_1 / 4)`, :math:`w_2(z) = 3 \exp(-\tfrac12
-((z_1 - 1)/0.6)^2)` and :math:`w_3(z) = 3\,\sigma((z_1 - 1)/0.3)`:
+Rezende and Mohamed, "Variational Inference with Normalizing Flows" (ICML 2015, Table 1 and Fig. 3)
+fit planar flows to four densities :math:`\pi(z) \propto e^{-U(z)}` on the plane; Isachenko's
+lecture 5 (Ozon Masters, 2022) and Yang and Ryu's draft chapter on normalizing flows (2020) discuss
+planar flows fitted to them. With :math:`w_1(z) = \sin(2\pi z_1 / 4)`, :math:`w_2(z) = 3
+\exp(-\tfrac12 ((z_1 - 1)/0.6)^2)` and :math:`w_3(z) = 3\,\sigma((z_1 - 1)/0.3)`:
 
 .. math::
 
@@ -69,7 +69,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nf_course.core import Flow, validate_batch
+from nf_course.common import BOX, Bounds, validate_batch
+from nf_course.core import Flow
 
 __all__ = [
     "BOX",
@@ -87,12 +88,6 @@ __all__ = [
     "log_partition",
     "reverse_kl_estimate",
 ]
-
-Bounds = tuple[tuple[float, float], tuple[float, float]]
-"""A rectangle ``((z1_low, z1_high), (z2_low, z2_high))``."""
-
-BOX: Bounds = ((-4.0, 4.0), (-4.0, 4.0))
-"""The box ``[-4, 4]²`` of Rezende and Mohamed's Fig. 3, on which the targets are defined."""
 
 DEFAULT_TAU = 0.01
 """Width of the envelope's Gaussian wall outside the box (see the module docstring)."""

@@ -232,7 +232,7 @@ def test_image_coupling_refuses_bad_arguments():
     with pytest.raises(ValueError, match="mask='channel' needs channels ≥ 2"):
         AffineCoupling2d(1, mask="channel")
     layer = AffineCoupling2d(2)
-    with pytest.raises(ValueError, match=r"image batch \(B, C, H, W\).*use AffineCoupling"):
+    with pytest.raises(ValueError, match=r"batch of images \(B, 2, H, W\).*use AffineCoupling"):
         layer(torch.zeros(4, 8))
-    with pytest.raises(ValueError, match=r"with C = 2, got shape \(1, 3, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"\(B, 2, H, W\), got shape \(1, 3, 4, 4\)"):
         layer.inverse(torch.zeros(1, 3, 4, 4))

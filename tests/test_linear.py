@@ -263,7 +263,7 @@ WRONG_INPUTS = [
         "forward",
         torch.zeros(2, 3),
         ValueError,
-        r"InvConv1x1.forward: x must be a batch of images of shape \(B, 3, H, W\), got \(2, 3\)",
+        r"InvConv1x1.forward: x must be a batch of images \(B, 3, H, W\), got shape \(2, 3\)",
         "InvConv1x1-2d",
     ),
     _wrong(
@@ -271,7 +271,7 @@ WRONG_INPUTS = [
         "inverse",
         torch.zeros(2, 4, 5, 5),
         ValueError,
-        r"InvConv1x1.inverse: z must be .* \(B, 3, H, W\), got \(2, 4, 5, 5\)",
+        r"InvConv1x1.inverse: z must be .* \(B, 3, H, W\), got shape \(2, 4, 5, 5\)",
         "InvConv1x1-channels",
     ),
     _wrong(
