@@ -1222,7 +1222,7 @@ MISTAKES += [
         lambda: NewtonPlanar(3, newton=False),
         lambda: vectors(dim=3),
         ("input_derivatives",),
-        "one Newton step",
+        "differentiable Newton step",
         {"differentiable_inverse": True},
     ),
     Case(

@@ -185,9 +185,11 @@ def input_derivatives(run: Run) -> None:
     if problem and run.differentiable_inverse:
         run.fail(
             "input_derivatives",
-            problem + "\n  the inverse must be differentiable here: a root finder or fixed-point "
-            "loop run under torch.no_grad needs a final differentiable step (one Newton step "
-            "from the converged root gives exact derivatives)",
+            problem
+            + "\n  the inverse must be differentiable here (sampling and reverse-KL training "
+            "differentiate through it): keep it out of torch.no_grad and .detach(); an iterative "
+            "solve run without gradients (root finding, a fixed-point loop) must end with one "
+            "differentiable Newton step from the converged root, which gives exact derivatives",
         )
         return
     note = f" (inverse not checked: {problem})" if problem else ""
