@@ -166,11 +166,14 @@ def check_invconv(invconv: Callable[..., nn.Module]) -> None:
         )
         x = images(batch, channels, height, width, seed=seed + 2)
         z, _ = layer(x)
-        check_close(
-            z,
-            torch.einsum("ij,bjhw->bihw", weight, x),
-            what=f"z = forward(x) on a {_shape(x)} batch (z[:, :, h, w] = W x[:, :, h, w])",
-        )
+        what = f"z = forward(x) on a {_shape(x)} batch (z[:, :, h, w] = W x[:, :, h, w])"
+        transposed = torch.einsum("ji,bjhw->bihw", weight, x)
+        if isinstance(z, Tensor) and z.shape == x.shape and torch.allclose(z.detach(), transposed):
+            raise GradingCheckError(
+                f"{what} is Wᵀ x: a row vector of channels times W (x.permute(0, 2, 3, 1) @ W) "
+                "multiplies by the transpose"
+            )
+        check_close(z, torch.einsum("ij,bjhw->bihw", weight, x), what=what)
         check_bijector(layer, x)
 
 
