@@ -7,7 +7,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book check-book test lint clean assignments autograde feedback grades
+.PHONY: setup book check-book test lint clean assignments autograde feedback grades \
+	hub-setup hub-install hub hub-stop hub-status hub-students hub-release hub-collect \
+	hub-autograde hub-feedback check-hub
 
 setup: $(STAMP)
 
@@ -52,6 +54,56 @@ feedback: $(STAMP)
 ## Instructors: every grade, with the reason of each failed autograding, in grading/grades.csv.
 grades: $(STAMP)
 	$(BIN)/python -m nf_course.instructor grades
+
+## The course hub (README, "Instructors: the course hub"); run as root. Settings: hub/course_hub.toml.
+HUB := $(BIN)/python -m hub
+
+## Install what the hub needs (apt packages, configurable-http-proxy, the students' course
+## environment), prepare the course and the exchange, add the roster's students.
+hub-setup: $(STAMP)
+	$(HUB) setup
+
+## Only the machine's part of hub-setup (what the hub tests need).
+hub-install: $(STAMP)
+	$(HUB) install
+
+## Start the hub in the background (http://127.0.0.1:8000 by default); stop it cleanly.
+hub: $(STAMP)
+	$(HUB) start
+
+hub-stop: $(STAMP)
+	$(HUB) stop
+
+hub-status: $(STAMP)
+	$(HUB) status
+
+## Accounts for the students of the roster (hub/roster.csv by default), all or nothing.
+hub-students: $(STAMP)
+	$(HUB) students
+
+## Release $(ASSIGNMENT) to the students; collect their latest submissions.
+hub-release: $(STAMP)
+	$(HUB) release $(ASSIGNMENT)
+
+hub-collect: $(STAMP)
+	$(HUB) collect $(ASSIGNMENT)
+
+## Autograde the collected submissions with the instructor tool, on the hub's course.
+hub-autograde: $(STAMP)
+	$(BIN)/python -m nf_course.instructor --root "$$($(HUB) course-root)" autograde $(ASSIGNMENT)
+	$(HUB) chown
+
+## Generate the feedback (hidden tests removed) and release it to the students.
+hub-feedback: $(STAMP)
+	$(BIN)/python -m nf_course.instructor --root "$$($(HUB) course-root)" feedback $(ASSIGNMENT)
+	$(HUB) return-feedback $(ASSIGNMENT)
+
+## The hub tests, as root: settings, rosters, the round trip on a real hub, JupyterLab in
+## Chromium (screenshots in _build/screenshots/hub/). Installs the course environment first.
+check-hub: hub-install
+	@command -v $${CHROMIUM:-/usr/bin/chromium} >/dev/null || { \
+	  apt-get update -qq && apt-get install -y -qq chromium; }
+	$(BIN)/python -m pytest tests_hub
 
 ## Lint and check formatting.
 lint: $(STAMP)

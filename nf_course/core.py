@@ -40,6 +40,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from nf_course.common import positive_int, validate_batch
+
 __all__ = [
     "Bijector",
     "Compose",
@@ -49,58 +51,6 @@ __all__ = [
     "positive_int",
     "validate_batch",
 ]
-
-
-def validate_batch(
-    x: object, event_shape: Sequence[int] | None, *, where: str, name: str = "x"
-) -> Tensor:
-    """Check that ``x`` is a floating batch ``(B, *event_shape)`` and return it.
-
-    Args:
-        x: the value to check.
-        event_shape: the shape of one sample, or ``None`` to accept any non-empty one.
-        where: the method doing the check, named in the error (e.g. ``"Flow.log_prob"``).
-        name: the argument's name in the error.
-
-    Raises:
-        TypeError: ``x`` is not a tensor, or not of a floating dtype.
-        ValueError: ``x`` has no batch dimension or the wrong event shape.
-    """
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{where}: {name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(
-            f"{where}: {name} must have a floating dtype (float32 or float64), got {x.dtype}; "
-            f"convert it with {name}.float() or {name}.double()"
-        )
-    if event_shape is None:
-        if x.dim() < 2:
-            raise ValueError(
-                f"{where}: {name} must be a batch of shape (B, ...) with at least 2 dimensions, "
-                f"got shape {tuple(x.shape)}; for a single sample use {name}.unsqueeze(0)"
-            )
-        return x
-    expected = tuple(event_shape)
-    if x.dim() != len(expected) + 1 or tuple(x.shape[1:]) != expected:
-        raise ValueError(
-            f"{where}: {name} must have shape (B, {', '.join(map(str, expected))}), "
-            f"got {tuple(x.shape)}"
-        )
-    return x
-
-
-def positive_int(value: object, name: str, where: str, minimum: int = 1) -> int:
-    """Return ``value`` if it is an ``int`` of at least ``minimum``, else raise a clear error.
-
-    Raises:
-        TypeError: ``value`` is not an ``int`` (``bool`` included).
-        ValueError: ``value`` is smaller than ``minimum``.
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{where}: {name} must be at least {minimum}, got {value}")
-    return value
 
 
 class Bijector(nn.Module):

@@ -86,7 +86,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nf_course.core import validate_batch
+from nf_course.common import BOX, Bounds, positive_int, validate_batch
 
 __all__ = [
     "DIGITS_LEVELS",
@@ -106,7 +106,6 @@ __all__ = [
     "toy",
 ]
 
-Bounds = tuple[tuple[float, float], tuple[float, float]]
 
 _LOG_2PI = math.log(2 * math.pi)
 _CHUNK_ELEMENTS = 2**21  # float64 elements per intermediate of Toy2D.log_prob (16 MB)
@@ -181,13 +180,6 @@ def _quadrature(nodes: int, low: float, high: float, like: Tensor) -> tuple[Tens
     points = torch.as_tensor(points, dtype=like.dtype, device=like.device)
     log_weights = torch.as_tensor(log_weights, dtype=like.dtype, device=like.device)
     return low + (high - low) * points, log_weights
-
-
-def _check_resolution(value: int, name: str, where: str) -> int:
-    """Check a number of quadrature nodes or grid cells (an int ``≥ 2``) and return it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-        raise ValueError(f"{where}: {name} must be an int >= 2, got {value!r}")
-    return value
 
 
 def _log_ring(radius: Tensor, ring: float, sigma: float) -> Tensor:
@@ -269,7 +261,7 @@ class Toy2D(ABC):
     :meth:`sample` and :meth:`log_prob` check their arguments and convert dtypes.
     """
 
-    def __init__(self, name: str, entropy: float, bounds: Bounds = ((-4.0, 4.0), (-4.0, 4.0))):
+    def __init__(self, name: str, entropy: float, bounds: Bounds = BOX):
         self.name = name
         self.entropy = float(entropy)
         self.bounds = bounds
@@ -429,7 +421,7 @@ class Moons(Toy2D):
 
     def __init__(self, *, nodes: int = 128) -> None:
         super().__init__("moons", 2.39)
-        self.nodes = _check_resolution(nodes, "nodes", "Moons")
+        self.nodes = positive_int(nodes, "nodes", "Moons", minimum=2)
 
     def _work_per_point(self) -> int:
         return self.nodes
@@ -479,7 +471,7 @@ class TwoSpirals(Toy2D):
 
     def __init__(self, *, nodes: int = 512) -> None:
         super().__init__("2spirals", 2.65)
-        self.nodes = _check_resolution(nodes, "nodes", "TwoSpirals")
+        self.nodes = positive_int(nodes, "nodes", "TwoSpirals", minimum=2)
 
     def _work_per_point(self) -> int:
         return self.nodes
@@ -553,7 +545,7 @@ class Pinwheel(Toy2D):
 
     def __init__(self, *, cells: int = 32) -> None:
         super().__init__("pinwheel", 2.32)
-        self.cells = _check_resolution(cells, "cells", "Pinwheel")
+        self.cells = positive_int(cells, "cells", "Pinwheel", minimum=2)
 
     def _work_per_point(self) -> int:
         return self.CLASSES * (4 * self.cells + 3)

@@ -25,6 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from torch import Tensor
 
+from nf_course.common import BOX, Bounds
 from nf_course.training import History
 
 if TYPE_CHECKING:
@@ -39,17 +40,13 @@ __all__ = [
     "plot_warped_grid",
 ]
 
-Bounds = tuple[tuple[float, float], tuple[float, float]]
-"""``((x_min, x_max), (y_min, y_max))``: a box in the plane."""
-
-DEFAULT_BOUNDS: Bounds = ((-4.0, 4.0), (-4.0, 4.0))
 FIGSIZE = (4.0, 4.0)
 
 
 def plot_density(
     log_prob_fn: Callable[[Tensor], Tensor],
     ax: Axes | None = None,
-    bounds: Bounds = DEFAULT_BOUNDS,
+    bounds: Bounds = BOX,
     resolution: int = 200,
     *,
     normalize: bool = False,
@@ -149,7 +146,7 @@ def plot_samples(
 def plot_warped_grid(
     bijector_fn: Callable[[Tensor], Tensor | tuple[Tensor, ...]],
     ax: Axes | None = None,
-    bounds: Bounds = DEFAULT_BOUNDS,
+    bounds: Bounds = BOX,
     lines: int = 17,
     *,
     points_per_line: int = 200,

@@ -56,7 +56,7 @@ from nf_course.bijectors import (
     Squeeze,
 )
 from nf_course.core import Compose, Flow, Inverse, StandardNormal
-from nf_course.datasets import DIGITS_LEVELS
+from nf_course.datasets import DIGITS_LEVELS, DIGITS_SHAPE
 
 __all__ = [
     "CHECKPOINTS",
@@ -67,7 +67,6 @@ __all__ = [
     "save_checkpoint",
 ]
 
-DIGITS_SHAPE = (1, 8, 8)
 ARCHITECTURES = ("glow", "realnvp")
 PLANAR_DEPTHS = (2, 8, 32)
 ENERGY_NAMES = ("U1", "U2", "U3", "U4")

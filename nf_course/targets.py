@@ -69,7 +69,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nf_course.core import Flow, validate_batch
+from nf_course.common import BOX, Bounds, validate_batch
+from nf_course.core import Flow
 
 __all__ = [
     "BOX",
@@ -87,12 +88,6 @@ __all__ = [
     "log_partition",
     "reverse_kl_estimate",
 ]
-
-Bounds = tuple[tuple[float, float], tuple[float, float]]
-"""A rectangle ``((z1_low, z1_high), (z2_low, z2_high))``."""
-
-BOX: Bounds = ((-4.0, 4.0), (-4.0, 4.0))
-"""The box ``[-4, 4]²`` of Rezende and Mohamed's Fig. 3, on which the targets are defined."""
 
 DEFAULT_TAU = 0.01
 """Width of the envelope's Gaussian wall outside the box (see the module docstring)."""

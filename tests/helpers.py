@@ -7,6 +7,13 @@ from torch import nn
 
 from nf_course.checks import perturb_parameters
 
+
+def randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    """Standard normal float64 values of ``shape`` from their own generator seeded ``seed`` (the
+    global generator is never touched, so tests do not depend on each other's order)."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
 perturbed = perturb_parameters
 """``perturbed(module, *, seed=0, scale=0.3)``: ``module`` in float64 with seeded Gaussian noise on
 every parameter (the same function the assignments' hidden tests use). A freshly initialized

@@ -15,7 +15,7 @@ import csv
 import json
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import unescape
 from pathlib import Path
 
@@ -38,19 +38,28 @@ STALL_TIMEOUT = 12  # shorter than the per-cell timeout: the tool, not nbgrader,
 
 @dataclass
 class Graded:
-    """A graded course: its root and what the grading commands printed."""
+    """A graded course: its root, what the grading commands printed and, for a course graded
+    twice, every submission's cell scores of the first grading."""
 
     root: Path
     output: str
+    first_scores: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _grade_batch(root: Path, assignment: str) -> Graded:
-    """Generate, submit the fake submissions and autograde them in one nbgrader call."""
+    """Generate, submit the fake submissions and autograde them in one nbgrader call; then
+    autograde them all again, in new processes, for the regrade test."""
     course.make_course(root, [assignment])
     course.submit_fake_submissions(root, assignment)
     generated = course.nbgrader(root, "generate_assignment", assignment, "--force")
     graded = course.nbgrader(root, "autograde", assignment, "--force")
-    return Graded(root, generated.stdout + generated.stderr + graded.stdout + graded.stderr)
+    first = {
+        student: course.cell_scores(root, assignment, student)
+        for student in course.expected_losses(assignment)
+    }
+    regraded = course.nbgrader(root, "autograde", assignment, "--force")
+    steps = (generated, graded, regraded)
+    return Graded(root, "\n".join(step.stdout + step.stderr for step in steps), first)
 
 
 # ----------------------------------------------------------------------------- hostile cases
@@ -222,6 +231,17 @@ def test_autograded_score(graded_courses, assignment: str, student: str) -> None
         f"{assignment}, {student}: lost {lost}, expected to lose {expected}\n"
         + graded.output[-3000:]
     )
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_a_regrade_gives_the_same_score_in_every_cell(graded_courses, assignment: str) -> None:
+    """Every submission graded twice, by two nbgrader processes with their own kernels (this
+    torch seeds its global generator anew in every process)."""
+    graded = _result(graded_courses, assignment)
+    assert graded.first_scores
+    for student, first in graded.first_scores.items():
+        again = course.cell_scores(graded.root, assignment, student)
+        assert again == first, f"{assignment}, {student}: {first} then {again}"
 
 
 # ----------------------------------------------------------------------------- hostile

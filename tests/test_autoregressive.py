@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from helpers import banana, held_out_nll_before_and_after, perturbed
+from helpers import banana, held_out_nll_before_and_after, perturbed, randn
 from torch import Tensor
 
 from nf_course import Compose, Flow, StandardNormal
@@ -22,12 +22,6 @@ from nf_course.checks import brute_force_jacobian, check_bijector
 LAYERS = [MAF, IAF]
 ORDERS = ["natural", "reversed", "random"]
 HIDDEN = [(16,), (16, 12)]
-
-
-def vectors(batch: int, dim: int, seed: int = 1) -> Tensor:
-    """A seeded float64 batch ``(batch, dim)``."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, dim, generator=generator, dtype=torch.float64)
 
 
 def in_order(jacobian: Tensor, order: Tensor) -> Tensor:
@@ -71,13 +65,13 @@ def counting_passes(layer: MAF | IAF) -> Iterator[list[int]]:
 @pytest.mark.parametrize("cls", LAYERS)
 def test_layers_pass_the_checker(cls, order, hidden, batch):
     layer = perturbed(cls(4, hidden=hidden, order=order, seed=3))
-    check_bijector(layer, vectors(batch, 4))
+    check_bijector(layer, randn(batch, 4, seed=1))
 
 
 @pytest.mark.parametrize("cls", LAYERS)
 def test_one_dimension_and_no_hidden_layer_work(cls):
-    check_bijector(perturbed(cls(1, hidden=(8,))), vectors(4, 1))
-    check_bijector(perturbed(cls(3, hidden=())), vectors(4, 3))
+    check_bijector(perturbed(cls(1, hidden=(8,))), randn(4, 1, seed=1))
+    check_bijector(perturbed(cls(3, hidden=())), randn(4, 3, seed=1))
 
 
 # ----------------------------------------------------------------------------- initialization
@@ -86,7 +80,7 @@ def test_one_dimension_and_no_hidden_layer_work(cls):
 @pytest.mark.parametrize("cls", LAYERS)
 def test_a_fresh_layer_is_the_identity(cls):
     layer = cls(3, order="random")
-    x = vectors(5, 3).float()
+    x = randn(5, 3, seed=1).float()
     for method in (layer.forward, layer.inverse):
         out, log_det = method(x)
         assert torch.equal(out, x), f"{method.__name__} of a fresh layer is not the identity"
@@ -100,7 +94,7 @@ def test_a_fresh_layer_is_the_identity(cls):
 @pytest.mark.parametrize("order", [*ORDERS, [2, 0, 4, 1, 3]])
 def test_made_outputs_depend_only_on_earlier_inputs(order, hidden):
     made = perturbed(MADE(5, hidden=hidden, outputs_per_dim=3, order=order, seed=7))
-    x = vectors(4, 5)
+    x = randn(4, 5, seed=1)
     assert made(x).shape == (4, 3, 5)
     jacobian = brute_force_jacobian(made, x).reshape(4, 3, 5, 5)
     for p in range(3):
@@ -112,7 +106,7 @@ def test_made_outputs_depend_only_on_earlier_inputs(order, hidden):
 def test_made_with_cyclic_degrees_connects_every_earlier_input(order):
     made = perturbed(MADE(5, hidden=(8, 8), order=order))
     jacobian = in_order(
-        brute_force_jacobian(made, vectors(3, 5)).reshape(3, 2, 5, 5)[:, 1], made.order
+        brute_force_jacobian(made, randn(3, 5, seed=1)).reshape(3, 2, 5, 5)[:, 1], made.order
     )
     below = torch.tril(torch.ones(5, 5, dtype=torch.bool), diagonal=-1)
     assert (jacobian[:, below] != 0).all(), "some output ignores an input that comes before it"
@@ -120,7 +114,7 @@ def test_made_with_cyclic_degrees_connects_every_earlier_input(order):
 
 def test_the_autoregressive_check_catches_a_mask_that_lets_x_i_see_itself():
     made = perturbed(MADE(4, hidden=(16,), order="reversed"))
-    x = vectors(3, 4)
+    x = randn(3, 4, seed=1)
     assert_autoregressive(brute_force_jacobian(made, x).reshape(3, 8, 4), made.order, strict=True)
     # The off-by-one bug: ">=" instead of ">" in the output mask.
     output_degrees = made.degrees[0].repeat(2)
@@ -144,7 +138,9 @@ def test_made_orders_and_masks():
     assert all(isinstance(layer, MaskedLinear) for layer in made.layers)
     assert made.degrees[1].tolist() == [1, 2, 1, 2], "hidden degrees cycle through 1..D-1"
     assert "mask" in dict(made.layers[0].named_buffers())
-    assert torch.equal(made(vectors(2, 3).float()), torch.zeros(2, 2, 3)), "output starts at 0"
+    assert torch.equal(made(randn(2, 3, seed=1).float()), torch.zeros(2, 2, 3)), (
+        "output starts at 0"
+    )
 
 
 # ----------------------------------------------------------------------------- Jacobian
@@ -154,7 +150,7 @@ def test_made_orders_and_masks():
 @pytest.mark.parametrize("cls", LAYERS)
 def test_jacobian_is_triangular_and_log_det_sums_its_diagonal(cls, order):
     layer = perturbed(cls(5, hidden=(16,), order=order, seed=2))
-    x = vectors(6, 5)
+    x = randn(6, 5, seed=1)
     for method, point in ((layer.forward, x), (layer.inverse, layer(x)[0].detach())):
         _, log_det = method(point)
         jacobian = brute_force_jacobian(method, point)
@@ -168,7 +164,7 @@ def test_log_scale_stays_bounded_for_huge_conditioner_outputs():
     layer = perturbed(MAF(4, hidden=(16,)))
     with torch.no_grad():
         layer.made.layers[-1].weight.mul_(1e4)
-    x = vectors(8, 4)
+    x = randn(8, 4, seed=1)
     z, log_det = layer(x)
     assert torch.isfinite(z).all() and torch.isfinite(log_det).all()
     assert (log_det.abs() <= 4 * layer.alpha_bound).all()
@@ -180,7 +176,7 @@ def test_log_scale_stays_bounded_for_huge_conditioner_outputs():
 @pytest.mark.parametrize("dim", [1, 3, 6])
 def test_maf_density_takes_one_pass_and_sampling_takes_d(dim):
     layer = MAF(dim, hidden=(8,))
-    x = vectors(4, dim).float()
+    x = randn(4, dim, seed=1).float()
     with counting_passes(layer) as passes:
         layer(x)
     assert passes[0] == 1
@@ -192,7 +188,7 @@ def test_maf_density_takes_one_pass_and_sampling_takes_d(dim):
 @pytest.mark.parametrize("dim", [1, 3, 6])
 def test_iaf_sampling_takes_one_pass_and_density_takes_d(dim):
     layer = IAF(dim, hidden=(8,))
-    x = vectors(4, dim).float()
+    x = randn(4, dim, seed=1).float()
     with counting_passes(layer) as passes:
         layer.inverse(x)
     assert passes[0] == 1

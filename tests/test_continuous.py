@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from helpers import banana, perturbed
+from helpers import banana, perturbed, randn
 from torch import Tensor, nn
 
 from nf_course import Flow, StandardNormal
@@ -14,11 +14,6 @@ from nf_course.bijectors.continuous import CNF, FFJORD
 from nf_course.checks import brute_force_log_det, check_bijector
 
 TIGHT = {"rtol": 1e-9, "atol": 1e-9}
-
-
-def randn(*shape: int, seed: int = 0) -> Tensor:
-    """A float64 standard normal tensor from a seeded generator."""
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 class LinearField(nn.Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import banana, held_out_nll_before_and_after, perturbed
+from helpers import banana, held_out_nll_before_and_after, perturbed, randn
 from torch import Tensor
 
 from nf_course import Compose, Flow, StandardNormal
@@ -28,18 +28,6 @@ IMAGE_CASES = [
 ]
 
 
-def vectors(batch: int, dim: int, seed: int = 1) -> Tensor:
-    """A seeded float64 batch ``(batch, dim)``."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, dim, generator=generator, dtype=torch.float64)
-
-
-def images(batch: int, shape: tuple[int, int, int], seed: int = 1) -> Tensor:
-    """A seeded float64 batch ``(batch, C, H, W)``."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, *shape, generator=generator, dtype=torch.float64)
-
-
 def image_mask(layer: AffineCoupling2d, x: Tensor) -> Tensor:
     """The layer's conditioning mask, flattened to ``(C·H·W,)`` in the order of ``x[b]``."""
     return layer.mask(x.shape[2], x.shape[3]).reshape(-1)
@@ -54,7 +42,7 @@ def image_mask(layer: AffineCoupling2d, x: Tensor) -> Tensor:
 @pytest.mark.parametrize("cls", VECTOR_COUPLINGS)
 def test_vector_couplings_pass_the_checker(cls, dim, parity, batch):
     layer = perturbed(cls(dim, hidden=16, parity=parity))
-    check_bijector(layer, vectors(batch, dim))
+    check_bijector(layer, randn(batch, dim, seed=1))
 
 
 @pytest.mark.parametrize("batch", [2, 16])
@@ -62,7 +50,7 @@ def test_vector_couplings_pass_the_checker(cls, dim, parity, batch):
 @pytest.mark.parametrize(("mask", "shape"), IMAGE_CASES)
 def test_image_coupling_passes_the_checker(mask, shape, parity, batch):
     layer = perturbed(AffineCoupling2d(shape[0], hidden=8, mask=mask, parity=parity))
-    check_bijector(layer, images(batch, shape))
+    check_bijector(layer, randn(batch, *shape, seed=1))
 
 
 # ----------------------------------------------------------------------------- initialization
@@ -80,9 +68,9 @@ def test_image_coupling_passes_the_checker(mask, shape, parity, batch):
 )
 def test_a_fresh_layer_is_the_identity(layer):
     x = (
-        images(4, (3, 5, 4)).float()
+        randn(4, 3, 5, 4, seed=1).float()
         if isinstance(layer, AffineCoupling2d)
-        else vectors(4, 3).float()
+        else randn(4, 3, seed=1).float()
     )
     for method in (layer.forward, layer.inverse):
         out, log_det = method(x)
@@ -111,7 +99,7 @@ def test_masks_alternate_and_parity_flips_them():
 
 def test_additive_coupling_is_volume_preserving():
     layer = perturbed(AdditiveCoupling(5, hidden=16))
-    x = vectors(8, 5)
+    x = randn(8, 5, seed=1)
     z, forward_log_det = layer(x)
     _, inverse_log_det = layer.inverse(z)
     assert torch.equal(forward_log_det, torch.zeros(8, dtype=torch.float64))
@@ -125,7 +113,7 @@ def test_additive_coupling_is_volume_preserving():
 @pytest.mark.parametrize("cls", VECTOR_COUPLINGS)
 def test_vector_jacobian_is_block_triangular(cls, dim, parity):
     layer = perturbed(cls(dim, hidden=16, parity=parity))
-    x = vectors(6, dim)
+    x = randn(6, dim, seed=1)
     z, log_det = layer(x)
     A, B = layer.mask, ~layer.mask
     assert torch.equal(z[:, A], x[:, A]), "the conditioning part x_A must pass through unchanged"
@@ -144,7 +132,7 @@ def test_vector_jacobian_is_block_triangular(cls, dim, parity):
 @pytest.mark.parametrize(("mask", "shape"), IMAGE_CASES)
 def test_image_jacobian_is_block_triangular(mask, shape, parity):
     layer = perturbed(AffineCoupling2d(shape[0], hidden=8, mask=mask, parity=parity))
-    x = images(3, shape)
+    x = randn(3, *shape, seed=1)
     z, log_det = layer(x)
     A = image_mask(layer, x)
     B = ~A
@@ -163,7 +151,7 @@ def test_image_jacobian_is_block_triangular(mask, shape, parity):
 def test_two_alternating_layers_mix_two_and_three_dimensions(cls):
     for dim in (2, 3):
         stack = perturbed(Compose(cls(dim, hidden=16), cls(dim, hidden=16, parity=1)))
-        jacobian = brute_force_jacobian(stack, vectors(5, dim))
+        jacobian = brute_force_jacobian(stack, randn(5, dim, seed=1))
         assert torch.count_nonzero(jacobian) == jacobian.numel(), f"dim {dim}: a zero entry"
 
 
@@ -172,7 +160,7 @@ def test_two_alternating_layers_mix_two_and_three_dimensions(cls):
 def test_in_general_three_alternating_layers_are_needed_to_mix(cls, dim):
     # Two layers: z_b stays a function of x_A and x_b only, for b in the first layer's B.
     layers = [cls(dim, hidden=16, parity=k % 2) for k in range(3)]
-    x = vectors(5, dim)
+    x = randn(5, dim, seed=1)
     two = brute_force_jacobian(perturbed(Compose(*layers[:2])), x)
     moved_first = ~layers[0].mask
     expected_zero = moved_first[:, None] & moved_first[None, :] & ~torch.eye(dim, dtype=bool)
@@ -193,7 +181,7 @@ def test_log_scale_stays_bounded_for_huge_conditioner_outputs(layer):
     layer = perturbed(layer)
     with torch.no_grad():
         layer.net[-1].weight.mul_(1e4)
-    x = images(4, (2, 3, 3)) if isinstance(layer, AffineCoupling2d) else vectors(4, 4)
+    x = randn(4, 2, 3, 3, seed=1) if isinstance(layer, AffineCoupling2d) else randn(4, 4, seed=1)
     z, log_det = layer(x)
     x_back, _ = layer.inverse(z)
     assert torch.isfinite(z).all() and torch.isfinite(log_det).all()
@@ -244,7 +232,7 @@ def test_image_coupling_refuses_bad_arguments():
     with pytest.raises(ValueError, match="mask='channel' needs channels ≥ 2"):
         AffineCoupling2d(1, mask="channel")
     layer = AffineCoupling2d(2)
-    with pytest.raises(ValueError, match=r"image batch \(B, C, H, W\).*use AffineCoupling"):
+    with pytest.raises(ValueError, match=r"batch of images \(B, 2, H, W\).*use AffineCoupling"):
         layer(torch.zeros(4, 8))
-    with pytest.raises(ValueError, match=r"with C = 2, got shape \(1, 3, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"\(B, 2, H, W\), got shape \(1, 3, 4, 4\)"):
         layer.inverse(torch.zeros(1, 3, 4, 4))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import perturbed
+from helpers import perturbed, randn
 from torch import Tensor, nn
 
 from nf_course import Flow, StandardNormal
@@ -24,11 +24,6 @@ from nf_course.bijectors.linear import (
 from nf_course.checks import check_bijector
 
 DIM = 5
-
-
-def randn(*shape: int, seed: int = 0) -> Tensor:
-    """A float64 standard normal tensor from a seeded generator."""
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 VECTOR_LAYERS: dict[str, Callable[[int], nn.Module]] = {
@@ -268,7 +263,7 @@ WRONG_INPUTS = [
         "forward",
         torch.zeros(2, 3),
         ValueError,
-        r"InvConv1x1.forward: x must be a batch of images of shape \(B, 3, H, W\), got \(2, 3\)",
+        r"InvConv1x1.forward: x must be a batch of images \(B, 3, H, W\), got shape \(2, 3\)",
         "InvConv1x1-2d",
     ),
     _wrong(
@@ -276,7 +271,7 @@ WRONG_INPUTS = [
         "inverse",
         torch.zeros(2, 4, 5, 5),
         ValueError,
-        r"InvConv1x1.inverse: z must be .* \(B, 3, H, W\), got \(2, 4, 5, 5\)",
+        r"InvConv1x1.inverse: z must be .* \(B, 3, H, W\), got shape \(2, 4, 5, 5\)",
         "InvConv1x1-channels",
     ),
     _wrong(

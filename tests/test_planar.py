@@ -8,18 +8,12 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import perturbed
+from helpers import perturbed, randn
 from torch import Tensor, nn
 
 from nf_course import Compose, Flow, Inverse, StandardNormal
 from nf_course.bijectors.planar import Planar, Sylvester, _solve_increasing, default_tolerance
 from nf_course.checks import brute_force_log_det, check_bijector
-
-
-def randn(*shape: int, seed: int = 0) -> Tensor:
-    """A float64 standard normal tensor from a seeded generator."""
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
 
 LAYERS: dict[str, Callable[[int], nn.Module]] = {
     "Planar": Planar,

@@ -7,11 +7,10 @@ import math
 
 import pytest
 import torch
-from helpers import banana, held_out_nll_before_and_after, perturbed
+from helpers import banana, held_out_nll_before_and_after, perturbed, randn
 from torch import Tensor
 
 from nf_course import Compose, Flow, StandardNormal
-from nf_course.bijectors.planar import default_tolerance
 from nf_course.bijectors.residual import (
     FixedPointConvergenceError,
     InvertibleResidual,
@@ -19,11 +18,7 @@ from nf_course.bijectors.residual import (
     series_truncation_bound,
 )
 from nf_course.checks import brute_force_jacobian, brute_force_log_det, check_bijector
-
-
-def randn(*shape: int, seed: int = 0) -> Tensor:
-    """A float64 standard normal tensor from a seeded generator."""
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+from nf_course.common import default_tolerance
 
 
 def strong_layer(**options: object) -> InvertibleResidual:

@@ -78,7 +78,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from nf_course.core import Bijector, positive_int, validate_batch
+from nf_course.common import positive_int, validate_batch
+from nf_course.core import Bijector
 
 __all__ = ["IAF", "MADE", "MAF", "ORDERS", "MaskedLinear"]
 

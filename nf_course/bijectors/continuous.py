@@ -99,7 +99,8 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from nf_course.core import Bijector, positive_int, validate_batch
+from nf_course.common import choice, positive_float, positive_int, validate_batch
+from nf_course.core import Bijector
 
 __all__ = ["CNF", "FFJORD", "TimeConditionedMLP"]
 
@@ -201,23 +202,6 @@ def _hutchinson_trace(dz: Tensor, z: Tensor, noise: Tensor, create_graph: bool) 
     return (vjp * noise).sum(dim=1)
 
 
-def _choice(value: object, options: tuple[str, ...], name: str, where: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{where}: {name} must be a string, got {type(value).__name__}")
-    if value not in options:
-        valid = ", ".join(repr(option) for option in options)
-        raise ValueError(f"{where}: {name} must be one of {valid}, got {value!r}")
-    return value
-
-
-def _positive_float(value: object, name: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{where}: {name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{where}: {name} must be a positive finite number, got {value}")
-    return float(value)
-
-
 class CNF(Bijector):
     r"""Continuous normalizing flow: the time-``t1`` map of ``dz/dt = f(z, t)`` from ``z(t0) = x``.
 
@@ -285,13 +269,13 @@ class CNF(Bijector):
         self.t0, self.t1 = float(t0), float(t1)
         self.trace = trace
         self.noise = noise
-        self.solver = _choice(solver, ADAPTIVE_SOLVERS + FIXED_STEP_SOLVERS, "solver", where)
-        self.rtol = _positive_float(rtol, "rtol", where)
-        self.atol = _positive_float(atol, "atol", where)
+        self.solver = choice(solver, ADAPTIVE_SOLVERS + FIXED_STEP_SOLVERS, "solver", where)
+        self.rtol = positive_float(rtol, "rtol", where)
+        self.atol = positive_float(atol, "atol", where)
         if solver in FIXED_STEP_SOLVERS:
             if step_size is None:
                 raise ValueError(f"{where}: the fixed-step solver {solver!r} needs a step_size")
-            self.step_size: float | None = _positive_float(step_size, "step_size", where)
+            self.step_size: float | None = positive_float(step_size, "step_size", where)
         elif step_size is not None:
             raise ValueError(
                 f"{where}: step_size is only for fixed-step solvers "
@@ -321,7 +305,7 @@ class CNF(Bijector):
 
     @trace.setter
     def trace(self, value: str) -> None:
-        self._trace = _choice(value, TRACES, "trace", type(self).__name__)
+        self._trace = choice(value, TRACES, "trace", type(self).__name__)
 
     @property
     def noise(self) -> str:
@@ -330,7 +314,7 @@ class CNF(Bijector):
 
     @noise.setter
     def noise(self, value: str) -> None:
-        self._noise = _choice(value, NOISES, "noise", type(self).__name__)
+        self._noise = choice(value, NOISES, "noise", type(self).__name__)
 
     def _draw_noise(self, like: Tensor) -> Tensor | None:
         """Hutchinson's ``ε`` for one solve, ``(B, D)`` from the global generator, or ``None``."""

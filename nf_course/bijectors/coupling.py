@@ -78,18 +78,13 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
-from nf_course.core import Bijector, positive_int, validate_batch
+from nf_course.common import choice, positive_int, validate_batch, validate_images, zero_or_one
+from nf_course.core import Bijector
 
 __all__ = ["AdditiveCoupling", "AffineCoupling", "AffineCoupling2d", "conv_net", "mlp"]
 
 #: The image masks of :class:`AffineCoupling2d`.
 MASKS = ("checkerboard", "channel")
-
-
-def _parity(value: object, where: str) -> int:
-    if isinstance(value, bool) or value not in (0, 1):
-        raise ValueError(f"{where}: parity must be 0 or 1, got {value!r}")
-    return int(value)
 
 
 def _split_mask(n: int, parity: int, pattern: str) -> Tensor:
@@ -154,7 +149,7 @@ class _VectorCoupling(Bijector):
         super().__init__()
         where = type(self).__name__
         self.dim = positive_int(dim, "dim", where, minimum=2)
-        self.parity = _parity(parity, where)
+        self.parity = zero_or_one(parity, "parity", where)
         mask = _split_mask(self.dim, self.parity, "alternating")
         # Derived from (dim, parity), so kept out of the state dict; buffers follow .to(device).
         self.register_buffer("mask", mask, persistent=False)
@@ -311,11 +306,8 @@ class AffineCoupling2d(Bijector):
         super().__init__()
         where = type(self).__name__
         self.channels = positive_int(channels, "channels", where)
-        self.parity = _parity(parity, where)
-        if mask not in MASKS:
-            raise ValueError(
-                f"{where}: unknown mask {mask!r}; choose one of {', '.join(map(repr, MASKS))}"
-            )
+        self.parity = zero_or_one(parity, "parity", where)
+        choice(mask, MASKS, "mask", where)
         if mask == "channel" and self.channels < 2:
             raise ValueError(
                 f"{where}: mask='channel' needs channels ≥ 2 (one group conditions, the other "
@@ -346,14 +338,12 @@ class AffineCoupling2d(Bijector):
 
     def _check(self, x: object, method: str, name: str) -> Tensor:
         where = f"{type(self).__name__}.{method}"
-        x = validate_batch(x, None, where=where, name=name)
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            hint = "; for vectors (B, D) use AffineCoupling" if x.dim() == 2 else ""
-            raise ValueError(
-                f"{where}: {name} must be an image batch (B, C, H, W) with C = {self.channels}, "
-                f"got shape {tuple(x.shape)}{hint}"
-            )
-        return x
+        hint = (
+            "; for vectors (B, D) use AffineCoupling"
+            if isinstance(x, Tensor) and x.dim() == 2
+            else ""
+        )
+        return validate_images(x, self.channels, where=where, name=name, hint=hint)
 
     def conditioner(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """``(s, t)`` for the input ``y (B, C, H, W)``, zero wherever ``y`` is not moved.

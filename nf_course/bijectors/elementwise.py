@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nf_course.core import Bijector, validate_batch
+from nf_course.common import in_interval, positive_float, positive_int, validate_batch
+from nf_course.core import Bijector
 
 __all__ = ["ElementwiseAffine", "Logit"]
 
@@ -56,7 +57,7 @@ class ElementwiseAffine(Bijector):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.dim = dim
+        self.dim = positive_int(dim, "dim", "ElementwiseAffine")
         self.loc = nn.Parameter(torch.zeros(dim))
         self.log_scale = nn.Parameter(torch.zeros(dim))
 
@@ -99,12 +100,8 @@ class Logit(Bijector):
 
     def __init__(self, *, bins: float = 17, alpha: float = 0.05) -> None:
         super().__init__()
-        if isinstance(bins, bool) or not isinstance(bins, int | float) or not bins > 0:
-            raise ValueError(f"Logit: bins must be a positive number, got {bins!r}")
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha < 0.5:
-            raise ValueError(f"Logit: alpha must be in [0, 0.5), got {alpha!r}")
-        self.bins = float(bins)
-        self.alpha = float(alpha)
+        self.bins = positive_float(bins, "bins", "Logit")
+        self.alpha = in_interval(alpha, "alpha", "Logit", 0, 0.5, closed_low=True)
 
     def _log_scale(self) -> float:
         """``log((1 - 2α)/K)``, the log-slope of the affine part ``y ↦ p``."""

@@ -74,7 +74,8 @@ from torch import Tensor, nn
 
 from nf_course.bijectors.coupling import AffineCoupling2d
 from nf_course.bijectors.linear import InvConv1x1
-from nf_course.core import Bijector, Compose, positive_int, validate_batch
+from nf_course.common import positive_int, validate_batch, validate_images
+from nf_course.core import Bijector, Compose
 
 __all__ = ["ActNorm", "Glow", "GlowStep", "Squeeze"]
 
@@ -332,12 +333,7 @@ class Glow(Bijector):
 
     def _check(self, x: object, method: str, name: str) -> Tensor:
         where = f"Glow.{method}"
-        x = validate_batch(x, None, where=where, name=name)
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(
-                f"{where}: {name} must be a batch of images (B, {self.channels}, H, W), "
-                f"got shape {tuple(x.shape)}"
-            )
+        x = validate_images(x, self.channels, where=where, name=name)
         factor = 2 ** len(self.levels)
         if x.shape[2] % factor or x.shape[3] % factor:
             raise ValueError(

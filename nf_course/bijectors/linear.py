@@ -69,7 +69,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nf_course.core import Bijector, positive_int, validate_batch
+from nf_course.common import positive_int, validate_batch, validate_images
+from nf_course.core import Bijector
 
 __all__ = [
     "DenseMatrix",
@@ -430,12 +431,7 @@ class InvConv1x1(Bijector):
         self.W = LUMatrix(channels, seed=seed) if lu else DenseMatrix(channels, seed=seed)
 
     def _validate(self, x: Tensor, where: str, name: str) -> None:
-        validate_batch(x, None, where=f"InvConv1x1.{where}", name=name)
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(
-                f"InvConv1x1.{where}: {name} must be a batch of images of shape "
-                f"(B, {self.channels}, H, W), got {tuple(x.shape)}"
-            )
+        validate_images(x, self.channels, where=f"InvConv1x1.{where}", name=name)
 
     @staticmethod
     def _to_columns(x: Tensor) -> Tensor:

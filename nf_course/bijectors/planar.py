@@ -119,9 +119,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from nf_course.core import Bijector, positive_int, validate_batch
+from nf_course.common import default_tolerance, positive_float, positive_int, validate_batch
+from nf_course.core import Bijector
 
-__all__ = ["Planar", "Sylvester", "default_tolerance"]
+__all__ = ["Planar", "Sylvester"]
 
 # m(a) = -1 + softplus(a) vanishes at a = log(e - 1).
 _M_ZERO = math.log(math.e - 1)
@@ -143,14 +144,9 @@ def _log_slope(a: Tensor, pre: Tensor) -> Tensor:
     return torch.log(tanh_sq + F.softplus(a) * (1 - tanh_sq))
 
 
-def default_tolerance(dtype: torch.dtype) -> float:
-    """The relative tolerance of the numeric inverses: ``max(1e-12, 8 eps(dtype))``."""
-    return max(1e-12, 8 * torch.finfo(dtype).eps)
-
-
 def _check_options(tol: float | None, max_iter: int, where: str) -> None:
-    if tol is not None and not (isinstance(tol, int | float) and tol > 0):
-        raise ValueError(f"{where}: tol must be a positive number or None, got {tol!r}")
+    if tol is not None:
+        positive_float(tol, "tol", where)
     positive_int(max_iter, "max_iter", where)
 
 
@@ -236,7 +232,7 @@ class Planar(Bijector):
         dim: the dimension ``D``.
         seed: seed of the initial parameters.
         tol: relative tolerance of the inverse's root finding; ``None``:
-            :func:`default_tolerance` of the input's dtype (``1e-12`` in float64).
+            :func:`nf_course.common.default_tolerance` of the input's dtype (``1e-12`` in float64).
         max_iter: iteration cap of the root finding; more raises a :class:`RuntimeError`.
 
     Attributes:
@@ -330,7 +326,7 @@ class Sylvester(Bijector):
         m: the number of hidden units, ``1 ≤ m ≤ D`` (default ``D``).
         seed: seed of the initial parameters.
         tol: relative tolerance of the inverse's scalar solves; ``None``:
-            :func:`default_tolerance` of the input's dtype (``1e-12`` in float64).
+            :func:`nf_course.common.default_tolerance` of the input's dtype (``1e-12`` in float64).
         max_iter: iteration cap of each scalar solve; more raises a :class:`RuntimeError`.
 
     Attributes:

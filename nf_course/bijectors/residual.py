@@ -50,8 +50,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nf_course.bijectors.planar import default_tolerance
-from nf_course.core import Bijector, positive_int, validate_batch
+from nf_course.common import (
+    choice,
+    default_tolerance,
+    in_interval,
+    positive_float,
+    positive_int,
+    validate_batch,
+)
+from nf_course.core import Bijector
 
 __all__ = [
     "FixedPointConvergenceError",
@@ -250,21 +257,6 @@ def _needs_graph(x: Tensor, parameters: Sequence[tuple[Tensor, Tensor]]) -> bool
     )
 
 
-def _open_unit_interval(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        raise ValueError(f"InvertibleResidual: {name} must be a number in (0, 1), got {value!r}")
-    return float(value)
-
-
-def _choice(value: object, name: str, options: Sequence[str]) -> str:
-    if value not in options:
-        raise ValueError(
-            f"InvertibleResidual: unknown {name} {value!r}; choose one of "
-            + ", ".join(repr(option) for option in options)
-        )
-    return str(value)
-
-
 class InvertibleResidual(Bijector):
     r"""An invertible residual block ``z = x + r(x)`` with ``Lip(r) ≤ c^{layers+1} < 1``.
 
@@ -310,7 +302,7 @@ class InvertibleResidual(Bijector):
         n_power_iterations: cap on power-iteration steps per weight update (then exact SVD).
         power_tol: relative tolerance of the power iteration.
         inverse_tol: tolerance of the fixed-point residual, relative to ``max(1, ‖z‖∞)``;
-            ``None``: :func:`nf_course.bijectors.planar.default_tolerance` of the dtype
+            ``None``: :func:`nf_course.common.default_tolerance` of the dtype
             (``1e-12`` in float64, about ``1e-6`` in float32).
         inverse_max_iter: iteration cap of the inverse and of its adjoint; reaching it raises
             :class:`FixedPointConvergenceError`.
@@ -344,22 +336,17 @@ class InvertibleResidual(Bijector):
         self.dim = positive_int(dim, "dim", where)
         positive_int(hidden, "hidden", where)
         positive_int(layers, "layers", where)
-        self.lipschitz = _open_unit_interval(lipschitz, "lipschitz")
-        self.activation = _choice(activation, "activation", ACTIVATIONS)
-        self.log_det_mode = _choice(log_det, "log_det", LOG_DET_METHODS)
+        self.lipschitz = in_interval(lipschitz, "lipschitz", where, 0, 1)
+        self.activation = choice(activation, ACTIVATIONS, "activation", where)
+        self.log_det_mode = choice(log_det, LOG_DET_METHODS, "log_det", where)
         self.n_terms = positive_int(n_terms, "n_terms", where)
-        self.roulette_p = _open_unit_interval(roulette_p, "roulette_p")
+        self.roulette_p = in_interval(roulette_p, "roulette_p", where, 0, 1)
         self.roulette_min_terms = positive_int(roulette_min_terms, "roulette_min_terms", where)
-        self.hutchinson_noise = _choice(hutchinson_noise, "hutchinson_noise", NOISES)
+        self.hutchinson_noise = choice(hutchinson_noise, NOISES, "hutchinson_noise", where)
         positive_int(n_power_iterations, "n_power_iterations", where)
-        if not (isinstance(power_tol, int | float) and power_tol > 0):
-            raise ValueError(f"{where}: power_tol must be a positive number, got {power_tol!r}")
-        if inverse_tol is not None and not (
-            isinstance(inverse_tol, int | float) and inverse_tol > 0
-        ):
-            raise ValueError(
-                f"{where}: inverse_tol must be a positive number or None, got {inverse_tol!r}"
-            )
+        positive_float(power_tol, "power_tol", where)
+        if inverse_tol is not None:
+            positive_float(inverse_tol, "inverse_tol", where)
         self.inverse_tol = inverse_tol
         self.inverse_max_iter = positive_int(inverse_max_iter, "inverse_max_iter", where)
         generator = torch.Generator().manual_seed(seed)
@@ -495,7 +482,7 @@ class InvertibleResidual(Bijector):
         create_graph: bool,
     ) -> Tensor:
         """``log det(I + J_r)`` at ``x_in`` by ``method``, with ``r_out = r(x_in)``: ``(B,)``."""
-        method = _choice(method, "log_det", LOG_DET_METHODS)
+        method = choice(method, LOG_DET_METHODS, "log_det", "InvertibleResidual.log_det")
         if method == "exact":
             jacobian = self._jacobian(x_in, r_out, create_graph)
             eye = torch.eye(self.dim, dtype=x_in.dtype, device=x_in.device)

@@ -95,7 +95,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nf_course.bijectors.coupling import _VectorCoupling
-from nf_course.core import positive_int
+from nf_course.common import positive_int
 
 __all__ = ["SplineCoupling", "rational_quadratic_spline"]
 

@@ -94,7 +94,8 @@ def log_det_cause(
     if (expected.abs() > loose).all():
         ratio = returned / expected
         mean = ratio.mean().item()
-        if (ratio - mean).abs().max().item() < 1e-3 * max(1.0, abs(mean)):
+        constant = (ratio - mean).abs().max().item() < 1e-3 * max(1.0, abs(mean))
+        if constant and abs(mean - 1) > 1e-3:
             named = _image_factor(mean, sample_shape) if len(sample_shape) == 3 else ""
             return _likely(
                 named
