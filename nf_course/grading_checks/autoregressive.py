@@ -217,7 +217,7 @@ def check_masks(
     if connections and missing:
         raise GradingCheckError(
             f"missing connections: output i does not depend on x_j although x_j comes before "
-            f"x_i, for (i, j) in {missing} {setting}; a mask is too strict"
+            f"x_i, for (i, j) in {missing} {setting}: the masks cut a path that the degrees allow"
         )
 
 

@@ -99,6 +99,19 @@ MISTAKES = [
         },
     ),
     Mistake(
+        name="output_degrees_assumed_natural",
+        description="the outputs get the degrees 1, …, D of the natural ordering, not m_0",
+        cell="05_made_masks",
+        old="masks.append(degrees[0][:, None] > degrees[-1][None, :])",
+        new="outputs = torch.arange(1, len(degrees[0]) + 1)\n"
+        "    masks.append(outputs[:, None] > degrees[-1][None, :])",
+        loses={
+            "05_test_made_masks_autoregressive": 1,
+            "05_test_made_masks_connections": 1,
+            "05_test_made_masks_reference": 1,
+        },
+    ),
+    Mistake(
         name="forward_log_det_sign",
         description="forward returns +Σ α, the log-det of the sampling direction",
         cell="05_maf_forward",
