@@ -199,6 +199,16 @@ MISTAKES = [
         loses={"06_test_invconv_bijector": 1, "06_test_invconv_hidden": 1},
     ),
     Mistake(
+        name="invconv_cached_inverse",
+        description="W⁻¹ computed on the first inverse call and kept: stale after an update",
+        cell="06_invconv",
+        old='x = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(self.weight()), z)',
+        new='if not hasattr(self, "weight_inverse"):\n'
+        "            self.weight_inverse = torch.linalg.inv(self.weight())\n"
+        '        x = torch.einsum("ij,bjhw->bihw", self.weight_inverse, z)',
+        loses={"06_test_invconv_bijector": 1, "06_test_invconv_hidden": 1},
+    ),
+    Mistake(
         name="squeeze_not_a_permutation",
         description="one 2x2 position taken twice and another never: squeeze is not a permutation",
         cell="06_squeeze",
