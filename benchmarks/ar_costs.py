@@ -31,9 +31,9 @@ from __future__ import annotations
 import argparse
 
 import torch
-from timing import median_ms
 
 from nf_course.bijectors import IAF, MAF, AffineCoupling
+from nf_course.profiling import median_seconds
 
 # Conditioner sizes, the same for every D: two hidden layers of 256 units (MADE for MAF and
 # IAF, a plain MLP for the coupling), wide enough for MADE's degrees at D = 128.
@@ -86,8 +86,8 @@ def main() -> None:
             layer = build_layer(name, dim)
             x = torch.randn(args.batch, dim, generator=generator)
             with torch.no_grad():
-                density = median_ms(lambda: layer(x), args.repeats, args.warmup)  # noqa: B023
-                sample = median_ms(lambda: layer.inverse(x), args.repeats, args.warmup)  # noqa: B023
+                density = 1000 * median_seconds(lambda: layer(x), args.repeats, args.warmup)  # noqa: B023
+                sample = 1000 * median_seconds(lambda: layer.inverse(x), args.repeats, args.warmup)  # noqa: B023
             base.setdefault("density", density)
             base.setdefault("sample", sample)
             rows.append(

@@ -47,17 +47,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib import metadata
 
 import torch
-from timing import median_ms
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from nf_course.bijectors.continuous import CNF, FFJORD
 from nf_course.core import Flow, StandardNormal
+from nf_course.profiling import counting_backward_passes, median_seconds
 
 try:
     import zuko
@@ -81,23 +80,6 @@ def build_cnf(dim: int, trace: str, args: argparse.Namespace) -> CNF:
     )
     cnf.field.linears[-1].reset_parameters()  # the default field starts at zero (identity)
     return cnf
-
-
-@contextmanager
-def counting_backward_passes() -> Iterator[list[int]]:
-    """Count calls of ``torch.autograd.grad`` (the traces' backward passes) inside the block."""
-    original = torch.autograd.grad
-    count = [0]
-
-    def counted(*args: object, **kwargs: object) -> object:
-        count[0] += 1
-        return original(*args, **kwargs)
-
-    torch.autograd.grad = counted
-    try:
-        yield count
-    finally:
-        torch.autograd.grad = original
 
 
 def peak_mib(call: Callable[[], object]) -> float:
@@ -140,9 +122,9 @@ def trace_table(args: argparse.Namespace) -> None:
                 cnf(x)
             nfe = cnf.nfe
             with torch.no_grad():
-                evaluation = median_ms(lambda: cnf(x), args.repeats, args.warmup)  # noqa: B023
+                evaluation = 1000 * median_seconds(lambda: cnf(x), args.repeats, args.warmup)  # noqa: B023
             step = nll_step(cnf, x)
-            training = median_ms(step, args.repeats, args.warmup)
+            training = 1000 * median_seconds(step, args.repeats, args.warmup)
             peak = peak_mib(step)
             base.setdefault("eval", evaluation)
             base.setdefault("train", training)
@@ -151,7 +133,7 @@ def trace_table(args: argparse.Namespace) -> None:
                     trace,
                     dim,
                     nfe,
-                    passes[0] / nfe,
+                    passes.count / nfe,
                     evaluation,
                     evaluation / base["eval"],
                     training,

@@ -11,9 +11,11 @@ independent dequantizations (each draw is an unbiased estimate of the same quant
 dequantized model's expected NLL, which bounds the discrete model's NLL), with the standard
 error over images.
 
-Baselines of the design document on the same split (bits/dim): uniform 4.09, full Gaussian 2.94,
-Gaussian in logit space 2.27, linear autoregressive 2.03; pyro's MAF 2.24 and affine coupling
-2.41 after 4 CPU-minutes. Target: Glow and RealNVP below 2.0.
+Baselines on the same split (bits/dim), reproduced by ``benchmarks/digits_baselines.py``:
+uniform 4.09, full Gaussian 2.95, Gaussian in logit space 2.27, discrete autoregressive
+logistic model 2.03. Peers quoted by the course's quality targets (not reproduced here):
+pyro's MAF 2.24 and affine coupling 2.41 after 4 CPU-minutes. Target: Glow and RealNVP below
+2.0.
 
 ``--save`` writes the trained Glow's ``state_dict`` to ``nf_course/checkpoints/glow_digits.pt``
 and prints its SHA-256, for :data:`nf_course.pretrained.CHECKPOINTS`.

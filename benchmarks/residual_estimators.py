@@ -47,7 +47,6 @@ import argparse
 import math
 
 import torch
-from timing import median_ms
 from torch import Tensor
 
 from nf_course.bijectors.residual import (
@@ -56,6 +55,7 @@ from nf_course.bijectors.residual import (
     series_truncation_bound,
 )
 from nf_course.core import Compose, Flow, StandardNormal
+from nf_course.profiling import median_seconds
 
 SEED_PARAMETERS, SEED_POINTS, SEED_ESTIMATES, SEED_TRAINING = 0, 1, 2, 3
 
@@ -141,7 +141,7 @@ def costs(stack: Compose, x: Tensor, repeats: int) -> tuple[float, float]:
         _, log_det = stack(x)
         log_det.mean().backward()
 
-    return median_ms(density, repeats), median_ms(training, repeats)
+    return 1000 * median_seconds(density, repeats), 1000 * median_seconds(training, repeats)
 
 
 def main() -> None:

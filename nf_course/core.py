@@ -1,8 +1,9 @@
 r"""The core of a normalizing flow: bijectors, their composition, a base distribution, the flow.
 
-Mathematics (lectures 000 and 001 of Isachenko, 002 of Grover, chapter 004 of Yang and Ryu).
-A flow is an invertible, differentiable map :math:`f` from data :math:`x` to noise :math:`z = f(x)`
-with a simple base density :math:`p_Z`. The change of variables gives the data density
+Mathematics (Isachenko's lecture 5 of 2022 and of 2021, Grover's lecture 7, Yang and Ryu's draft
+chapter of 2020). A flow is an invertible, differentiable map :math:`f` from data :math:`x` to noise
+:math:`z = f(x)` with a simple base density :math:`p_Z`. The change of variables gives the data
+density
 
 .. math::
 
@@ -23,7 +24,7 @@ Convention (``../shared/API.md``): ``forward`` is the *normalizing* direction :m
 just applied, at its input. The Grover and Yang-Ryu lectures name the generative map :math:`f`;
 the book's chapters map their notation to this one.
 
-Two training objectives (lecture 000, "forward vs reverse KL"):
+Two training objectives (Isachenko's 2022 lecture 5, "forward vs reverse KL"):
 
 * forward KL, :math:`\mathrm{KL}(\pi \| p_\theta) = -\mathbb{E}_\pi \log p_\theta(x)
   + \text{const}`, needs samples of the data and the *forward* direction (maximum likelihood);

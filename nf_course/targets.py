@@ -1,10 +1,10 @@
 r"""Unnormalized 2D energies for reverse-KL fits: U1-U4 of Rezende and Mohamed (2015).
 
-Rezende and Mohamed, "Variational Inference with Normalizing Flows" (ICML 2015, Table 1 and
-Fig. 3) fit planar flows to four densities :math:`\pi(z) \propto e^{-U(z)}` on the plane;
-lecture 000 of Isachenko and chapter 004 of Yang and Ryu discuss planar flows fitted to them.
-With :math:`w_1(z) = \sin(2\pi z_1 / 4)`, :math:`w_2(z) = 3 \exp(-\tfrac12
-((z_1 - 1)/0.6)^2)` and :math:`w_3(z) = 3\,\sigma((z_1 - 1)/0.3)`:
+Rezende and Mohamed, "Variational Inference with Normalizing Flows" (ICML 2015, Table 1 and Fig. 3)
+fit planar flows to four densities :math:`\pi(z) \propto e^{-U(z)}` on the plane; Isachenko's
+lecture 5 (Ozon Masters, 2022) and Yang and Ryu's draft chapter on normalizing flows (2020) discuss
+planar flows fitted to them. With :math:`w_1(z) = \sin(2\pi z_1 / 4)`, :math:`w_2(z) = 3
+\exp(-\tfrac12 ((z_1 - 1)/0.6)^2)` and :math:`w_3(z) = 3\,\sigma((z_1 - 1)/0.3)`:
 
 .. math::
 

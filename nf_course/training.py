@@ -1,9 +1,9 @@
 r"""Fit a :class:`~nf_course.core.Flow` by forward KL (maximum likelihood) or by reverse KL.
 
-Chapter 3 ("Fitting flows", lecture 000's forward vs reverse KL) introduces both objectives and
-every later chapter trains with :func:`fit`: reverse-KL fits to the energies U1-U4 (planar and
-Sylvester flows, chapter 5), maximum likelihood on 2D toy data (coupling, autoregressive and
-continuous flows) and on 8x8 digits with early stopping on a validation split (Glow, chapter 9).
+Chapter 3 ("Fitting flows", the forward vs reverse KL of Isachenko's 2022 lecture 5) introduces both
+objectives and every later chapter trains with :func:`fit`: reverse-KL fits to the energies U1-U4
+(planar and Sylvester flows, chapter 5), maximum likelihood on 2D toy data (coupling, autoregressive
+and continuous flows) and on 8x8 digits with early stopping on a validation split (Glow, chapter 9).
 
 * Forward KL, :math:`\mathrm{KL}(\pi \| p_\theta) = -\mathbb{E}_\pi \log p_\theta(x) + C`: pass
   ``data``, samples of :math:`\pi`; the loss is a minibatch's mean negative log-likelihood.

@@ -12,7 +12,13 @@ from helpers import perturbed, randn
 from torch import Tensor, nn
 
 from nf_course import Compose, Flow, Inverse, StandardNormal
-from nf_course.bijectors.planar import Planar, Sylvester, _solve_increasing, default_tolerance
+from nf_course.bijectors.planar import (
+    Planar,
+    Radial,
+    Sylvester,
+    _solve_increasing,
+    default_tolerance,
+)
 from nf_course.checks import brute_force_log_det, check_bijector
 
 LAYERS: dict[str, Callable[[int], nn.Module]] = {
@@ -298,3 +304,66 @@ def test_root_finder_does_not_cycle_where_plain_safeguarded_newton_did() -> None
     residual = t + c * torch.tanh(k * t + beta) - gamma
     assert residual.abs().item() < 1e-4
     assert abs(t.item() + 1.0115) < 1e-3
+
+
+# ----------------------------------------------------------------------------- radial
+
+
+@pytest.mark.parametrize("dim", [1, 2, 5])
+@pytest.mark.parametrize("seed", range(3))
+def test_radial_passes_the_checker(dim: int, seed: int) -> None:
+    layer = perturbed(Radial(dim, seed=seed), seed=seed + 10, scale=1.0)
+    x = 2 * randn(16, dim, seed=seed)
+    report = check_bijector(layer, x, z=2 * randn(16, dim, seed=seed + 1))
+    assert report.passed and report.dtype == torch.float64
+
+
+def test_radial_log_det_and_inverse_against_brute_force() -> None:
+    layer = perturbed(Radial(4, seed=1), seed=2, scale=1.0)
+    x = torch.cat([3 * randn(31, 4, seed=3), layer.x0.detach()[None]])  # the centre included
+    z, log_det = layer(x)
+    torch.testing.assert_close(log_det, brute_force_log_det(layer, x), rtol=1e-10, atol=1e-10)
+    x_back, inverse_log_det = layer.inverse(z)
+    torch.testing.assert_close(x_back, x, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(inverse_log_det, -log_det, rtol=1e-12, atol=1e-12)
+
+
+def test_radial_stays_invertible_at_the_boundary_beta_close_to_minus_alpha() -> None:
+    layer = Radial(3).double()
+    with torch.no_grad():
+        layer.log_alpha.fill_(math.log(2.0))
+        layer.beta_raw.fill_(-30.0)  # softplus(-30) ≈ 1e-13: β = -α + 1e-13
+    alpha, beta = layer.alpha_beta()
+    assert beta > -alpha and (beta + alpha).item() < 1e-12
+    # Points at radius 0 to 5 around the centre, along random directions.
+    directions = F.normalize(randn(64, 3, seed=4), dim=1)
+    x = layer.x0.detach() + directions * torch.linspace(0, 5, 64, dtype=torch.float64)[:, None]
+    z, log_det = layer(x)
+    assert torch.isfinite(log_det).all()
+    # Along one ray the radius must keep its order: the map is increasing in r.
+    radii_after = (z - layer.x0).norm(dim=1)
+    assert (radii_after.diff() * torch.linspace(0, 5, 64).diff().double() >= 0).all()
+    x_back, _ = layer.inverse(z)
+    torch.testing.assert_close(x_back[1:], x[1:], rtol=1e-8, atol=1e-8)
+
+
+def test_radial_parametrization_keeps_beta_above_minus_alpha() -> None:
+    for seed in range(20):
+        layer = perturbed(Radial(2, seed=seed), seed=seed, scale=5.0)
+        alpha, beta = layer.alpha_beta()
+        assert alpha > 0 and beta > -alpha
+
+
+def test_radial_fresh_layer_is_near_identity_and_rejects_bad_input() -> None:
+    layer = Radial(3).double()
+    x = randn(32, 3)
+    z, log_det = layer(x)
+    assert 0 < (z - x).abs().max() < 0.05 and log_det.abs().max() < 0.05
+    with pytest.raises(ValueError, match="dim must be at least 1"):
+        Radial(0)
+    with pytest.raises(ValueError, match=r"Radial.forward: x must have shape \(B, 3\)"):
+        layer(torch.zeros(4, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"Radial.inverse: z must have shape \(B, 3\)"):
+        layer.inverse(torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"Radial.forward: x must have a floating dtype"):
+        layer(torch.zeros(4, 3, dtype=torch.long))

@@ -14,6 +14,10 @@ from nf_course import Compose, Flow, StandardNormal
 from nf_course.bijectors.residual import (
     FixedPointConvergenceError,
     InvertibleResidual,
+    LipschitzMLP,
+    log_det_estimate,
+    power_series_weights,
+    residual_jacobian,
     series_partial_sums,
     series_truncation_bound,
 )
@@ -179,7 +183,7 @@ def test_fresh_layer_respects_the_bound_and_is_deterministic() -> None:
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
     assert all(torch.equal(a, b) for a, b in zip(vectors, layer.buffers(), strict=True))
     keys = set(layer.state_dict())
-    assert {"linears.0.left", "linears.0.right", "linears.2.left", "linears.2.right"} <= keys
+    assert {"net.linears.0.left", "net.linears.0.right", "net.linears.2.right"} <= keys
     assert not any("seen" in key for key in keys)
 
 
@@ -385,3 +389,29 @@ def test_short_fit_lowers_held_out_nll() -> None:
     )
     # About 2.71 nats before and 2.2 after (the data entropy is 1.63).
     assert before > 2.5 and after < before - 0.4, (before, after)
+
+
+# ----------------------------------------------------------------------------- the parts alone
+
+
+def test_the_block_takes_its_network_from_outside() -> None:
+    net = LipschitzMLP(3, hidden=8, layers=1, lipschitz=0.5, seed=4).double()
+    layer = InvertibleResidual(3, net=net)
+    assert layer.net is net and layer.lipschitz == 0.5
+    # each normalized weight is within the power iteration's documented 2.2e-7 of c
+    assert layer.lipschitz_bound(exact=True) <= (0.5 * (1 + 2.2e-7)) ** 2
+    check_bijector(perturbed(layer, scale=0.05), randn(8, 3, seed=2))
+    with pytest.raises(TypeError, match="net must be a LipschitzMLP of dimension 4"):
+        InvertibleResidual(4, net=net)
+
+
+def test_the_estimators_are_functions_of_r_and_its_input() -> None:
+    matrix = 0.3 * randn(4, 4, seed=5)  # r(x) = A x: J_r = A everywhere, ‖A‖₂ < 1
+    x = randn(6, 4, seed=6).requires_grad_(True)
+    r_out = x @ matrix.T
+    exact = torch.linalg.slogdet(torch.eye(4, dtype=torch.float64) + matrix).logabsdet
+    got = log_det_estimate(x, r_out, method="exact", n_terms=1)
+    torch.testing.assert_close(got, exact.expand(6))
+    assert torch.equal(residual_jacobian(x, r_out, False), matrix.expand(6, 4, 4))
+    weights = power_series_weights("series", 4, x, roulette_p=0.5, roulette_min_terms=1)
+    torch.testing.assert_close(weights[0], torch.tensor([1, -1 / 2, 1 / 3, -1 / 4], dtype=x.dtype))

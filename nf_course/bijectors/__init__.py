@@ -17,10 +17,11 @@ from nf_course.bijectors.linear import (
     Permutation,
     Reverse,
 )
-from nf_course.bijectors.planar import Planar, Sylvester
+from nf_course.bijectors.planar import Planar, Radial, Sylvester
 from nf_course.bijectors.residual import (
     FixedPointConvergenceError,
     InvertibleResidual,
+    LipschitzMLP,
     SpectralNormLinear,
 )
 from nf_course.bijectors.spline import SplineCoupling
@@ -44,9 +45,11 @@ __all__ = [
     "Linear",
     "LinearLU",
     "LinearQR",
+    "LipschitzMLP",
     "Logit",
     "Permutation",
     "Planar",
+    "Radial",
     "Reverse",
     "SpectralNormLinear",
     "SplineCoupling",

@@ -1,9 +1,9 @@
 r"""Autoregressive flows: the masked network MADE and the Gaussian layers MAF and IAF.
 
-Lectures mirrored: seed 001 (Isachenko, lecture 5, 2021: autoregressive flows, the Gaussian
+Lectures mirrored: Isachenko's lecture 5 (MIPT, 2021: autoregressive flows, the Gaussian
 autoregressive flow, MAF as stacked MADEs with different orderings, IAF by swapping the roles
-of :math:`x` and :math:`z`, the MAF / IAF / RealNVP cost table) and seed 003 (Isachenko,
-lecture 3, 2024: the Gaussian autoregressive NF, sequential generation and parallel inference,
+of :math:`x` and :math:`z`, the MAF / IAF / RealNVP cost table) and Isachenko's lecture 3
+(AI Masters, 2024: the Gaussian autoregressive NF, sequential generation and parallel inference,
 the triangular Jacobian).
 
 Papers: M. Germain, K. Gregor, I. Murray, H. Larochelle, *MADE: Masked Autoencoder for
@@ -54,7 +54,7 @@ IAF. Exchanging the roles of :math:`x` and :math:`z` in the conditioner,
 :math:`x` takes :math:`D` passes. It suits variational inference and the reverse KL, which
 only sample; MAF suits maximum likelihood (the forward KL), which only evaluates densities.
 
-Cost, in conditioner passes for dimension :math:`D` (lecture 001's table):
+Cost, in conditioner passes for dimension :math:`D` (the table of Isachenko's 2021 lecture):
 
 =============  =====================================  ==========================
 model          density, ``forward`` (:math:`x\to z`)  sampling, ``inverse``
@@ -368,7 +368,7 @@ class IAF(_GaussianAutoregressive):
     :math:`z_i = (x_i - \mu_i(z_{<i}))\, e^{-\alpha_i(z_{<i})}` coordinate by coordinate,
     ``D`` passes, with log-determinant :math:`-\sum_i \alpha_i(z)`.
 
-    It is ``Inverse(MAF)`` up to a reparametrization of the conditioner (lecture 001:
+    It is ``Inverse(MAF)`` up to a reparametrization of the conditioner (Isachenko's 2021 lecture:
     :math:`\tilde\sigma = 1/\sigma`, :math:`\tilde\mu = -\mu/\sigma`); writing it in its own
     parameters keeps :math:`\mu, \alpha` the shift and log-scale of the sampling map, as in
     Kingma et al., and makes its errors name ``IAF``. A fresh layer is the identity.

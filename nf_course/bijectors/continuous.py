@@ -1,10 +1,10 @@
 r"""Continuous-time flows: the Neural ODE flow (CNF) and FFJORD.
 
-Mathematics (lecture 003 of Isachenko, "continuous-in-time normalizing flows": Euler steps,
-Neural ODE, Picard's theorem, the Kolmogorov-Fokker-Planck special case, the :math:`O(m^2)`
-exact trace, Hutchinson's estimator, FFJORD; section 2.5 of chapter 004 of Yang and Ryu;
-Chen, Rubanova, Bettencourt and Duvenaud, "Neural Ordinary Differential Equations",
-NeurIPS 2018; Grathwohl, Chen, Bettencourt, Sutskever and Duvenaud, "FFJORD: Free-form
+Mathematics (Isachenko's lecture 3 (AI Masters, 2024), "continuous-in-time normalizing flows": Euler
+steps, Neural ODE, Picard's theorem, the Kolmogorov-Fokker-Planck special case, the :math:`O(m^2)`
+exact trace, Hutchinson's estimator, FFJORD; section 2.5 of Yang and Ryu's draft chapter on
+normalizing flows (2020); Chen, Rubanova, Bettencourt and Duvenaud, "Neural Ordinary Differential
+Equations", NeurIPS 2018; Grathwohl, Chen, Bettencourt, Sutskever and Duvenaud, "FFJORD: Free-form
 Continuous Dynamics for Scalable Reversible Generative Models", ICLR 2019).
 
 **The map.** A vector field :math:`f(z, t)`, Lipschitz in :math:`z` and continuous in

@@ -1,10 +1,10 @@
 r"""Coupling layers: NICE's additive coupling and RealNVP's affine coupling, for vectors and images.
 
-Lectures mirrored: seed 001 (Isachenko, lecture 5, 2021: coupling law, RealNVP, image
-partitioning, the MAF / IAF / RealNVP cost table, RealNVP as a special case of MAF and IAF),
-seed 003 (Isachenko, lecture 3, 2024: RealNVP with checkerboard and channel-wise partitions)
-and seed 004 (Yang and Ryu, chapter 2.3.1 "Affine coupling" and 2.4, how NICE, RealNVP and
-Glow split and shuffle their inputs).
+Lectures mirrored: Isachenko's lecture 5 (MIPT, 2021: coupling law, RealNVP, image partitioning, the
+MAF / IAF / RealNVP cost table, RealNVP as a special case of MAF and IAF), Isachenko's lecture 3 (AI
+Masters, 2024: RealNVP with checkerboard and channel-wise partitions) and Yang and Ryu's draft
+chapter of 2020 (section 2.3.1 "Affine coupling" and 2.4, how NICE, RealNVP and Glow split and
+shuffle their inputs).
 
 Papers: L. Dinh, D. Krueger, Y. Bengio, *NICE: Non-linear Independent Components
 Estimation*, 2015; L. Dinh, J. Sohl-Dickstein, S. Bengio, *Density estimation using Real NVP*,
@@ -49,7 +49,7 @@ layer is *volume preserving*, and NICE needs a separate diagonal scaling to chan
 Cost. A coupling layer is the autoregressive flow in which the first block is left alone
 (:math:`\mu_i = 0, \sigma_i = 1` for :math:`i \in A`) and every coordinate of :math:`B`
 depends on :math:`x_A` only: a special case of both MAF and IAF. That restriction buys one
-network pass in *both* directions (lecture 001's table, for dimension :math:`m`):
+network pass in *both* directions (the table of Isachenko's 2021 lecture, for dimension :math:`m`):
 
 =============  =====================  ==================
 model          density :math:`p(x)`   sampling
@@ -63,10 +63,10 @@ The price is that one layer leaves :math:`x_A` untouched, so layers are stacked 
 alternating masks (``parity`` flips the mask). Each transformed coordinate depends on itself
 and on :math:`x_A` only, not on the other coordinates of :math:`B`; hence two layers with
 opposite parities couple every pair of coordinates only when one of the two parts has a single
-element (as in 2D), and three layers are needed in general (seed 004, question 2).
+element (as in 2D), and three layers are needed in general (Yang and Ryu, 2020, question 2).
 
 Notation. The Isachenko lectures write the same direction as here (:math:`z = f(x)`), with
-:math:`x_{1:d}` for :math:`x_A`; seed 003 puts the scale in the generative direction
+:math:`x_{1:d}` for :math:`x_A`; Isachenko's 2024 lecture puts the scale in the generative direction
 (:math:`x_2 = z_2 \odot \sigma + \mu`) and Yang-Ryu likewise write :math:`x_b = s \odot z_b + t`.
 Since a coupling is equally cheap both ways, that only swaps :math:`s` for :math:`-s`.
 """
@@ -265,7 +265,7 @@ class AffineCoupling(_VectorCoupling):
 class AffineCoupling2d(Bijector):
     r"""RealNVP's affine coupling for images ``(B, C, H, W)`` with a convolutional conditioner.
 
-    Masks (seed 003, "image partitioning"):
+    Masks (Isachenko's 2024 lecture, "image partitioning"):
 
     * ``"checkerboard"``: pixel ``(i, j)`` conditions when ``i + j + parity`` is even, in every
       channel. The conditioner reads :math:`b \odot x` (the moved pixels set to zero) and its

@@ -1,8 +1,8 @@
 r"""Elementwise bijectors: maps that act on each coordinate separately.
 
-Mathematics (lecture 000, "Jacobian structure"). A map :math:`z_i = h_i(x_i)` has a diagonal
-Jacobian, so :math:`\log|\det \partial f/\partial x| = \sum_i \log|h_i'(x_i)|`: O(D) per sample
-in both directions. Alone such a map cannot correlate coordinates; it rescales and shifts
+Mathematics (Isachenko's 2022 lecture 5, "Jacobian structure"). A map :math:`z_i = h_i(x_i)` has a
+diagonal Jacobian, so :math:`\log|\det \partial f/\partial x| = \sum_i \log|h_i'(x_i)|`: O(D) per
+sample in both directions. Alone such a map cannot correlate coordinates; it rescales and shifts
 them, and it pre-processes data (the logit transform of RealNVP, Dinh et al. 2017).
 
 **Logit pre-processing** (:class:`Logit`). Dequantized images live in the bounded box

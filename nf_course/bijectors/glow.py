@@ -1,8 +1,9 @@
 r"""Glow: activation normalization, squeeze, the flow step and the multi-scale architecture.
 
-Mathematics (lecture 003 "Glow"; seed 004 §2.4.1 "multi-scale architecture" and §2.4.3
-"Glow: a case study"; Dinh, Sohl-Dickstein and Bengio 2017, "Density estimation using Real NVP";
-Kingma and Dhariwal 2018, "Glow: Generative flow with invertible 1x1 convolutions").
+Mathematics (Isachenko's 2024 lecture 3, "Glow"; Yang and Ryu, 2020, §2.4.1 "multi-scale
+architecture" and §2.4.3 "Glow: a case study"; Dinh, Sohl-Dickstein and Bengio 2017, "Density
+estimation using Real NVP"; Kingma and Dhariwal 2018, "Glow: Generative flow with invertible 1x1
+convolutions").
 
 **ActNorm** (:class:`ActNorm`). A per-channel affine map with location :math:`\mu_c` and
 log-scale :math:`\log\sigma_c`, the same at every pixel,
@@ -50,10 +51,10 @@ of the levels: :math:`\log|\det \partial z / \partial x| = \sum_i \log|\det \par
 \partial h_{i-1}|`. The inverse runs the levels backwards, concatenating each :math:`z_i` back
 to :math:`h_i` before inverting :math:`f_i`.
 
-Why factor out: the factored part needs no further layers, so each level works on half the
-elements of the previous one, and the whole network costs about twice its first level however
-many levels it has (seed 004 §2.4.1). The parts :math:`z_1, \dots, z_L` have gone through more
-and more layers and tend to hold finer to coarser structure.
+Why factor out: the factored part needs no further layers, so each level works on half the elements
+of the previous one, and the whole network costs about twice its first level however many levels it
+has (Yang and Ryu, 2020, §2.4.1). The parts :math:`z_1, \dots, z_L` have gone through more and more
+layers and tend to hold finer to coarser structure.
 
 **Costs** per sample, for an image :math:`(C, H, W)` with :math:`N = C H W` elements:
 ActNorm :math:`O(N)` with log-det :math:`O(C)`; squeeze :math:`O(N)` (a copy) with log-det

@@ -1,7 +1,7 @@
 r"""Permutations and linear flows: full, LU- and QR-parametrized matrices, Glow's 1x1 convolution.
 
-Mathematics (lecture 000 "linear flows", lecture 001, lecture 003 "linear normalizing flows";
-Kingma and Dhariwal 2018 for the invertible 1x1 convolution).
+Mathematics (Isachenko's lecture 5 of 2022 and of 2021, "linear flows", and his 2024 lecture 3,
+"linear normalizing flows"; Kingma and Dhariwal 2018 for the invertible 1x1 convolution).
 
 **The Jacobian of a linear map is its matrix.** For :math:`z = f(x) = W x + b` with an invertible
 :math:`W \in \mathbb{R}^{D \times D}`, :math:`\partial z_i / \partial x_j = W_{ij}`, so
@@ -12,9 +12,9 @@ Kingma and Dhariwal 2018 for the invertible 1x1 convolution).
     \qquad x = g(z) = W^{-1}(z - b), \qquad
     \log\left|\det \frac{\partial g}{\partial z}\right| = -\log|\det W|,
 
-the same value for every sample. (Lecture 003 writes :math:`J_f = W^T`, the Jacobian in the
-other layout; the determinant is the same.) A permutation :math:`z = P x` is the special case of a
-permutation matrix: :math:`|\det P| = 1`, log-det 0.
+the same value for every sample. (Isachenko's 2024 lecture writes :math:`J_f = W^T`, the Jacobian in
+the other layout; the determinant is the same.) A permutation :math:`z = P x` is the special case of
+a permutation matrix: :math:`|\det P| = 1`, log-det 0.
 
 **Cost.** With a general :math:`W`, computing :math:`W x` is :math:`O(D^2)` per sample, but
 :math:`\log|\det W|` (``torch.linalg.slogdet``) and solving :math:`W x = z - b`
@@ -173,7 +173,7 @@ class DenseMatrix(InvertibleMatrix):
 
 
 class LUMatrix(InvertibleMatrix):
-    """``W = P L U``: the LU parametrization (lectures 000 and 003; Glow).
+    """``W = P L U``: the LU parametrization (Isachenko's 2022 and 2024 lectures; Glow).
 
     At initialization a random orthogonal ``W₀`` is decomposed once, ``W₀ = P L U``
     (``torch.linalg.lu``); from then on the factors are the parameters. ``P`` and the signs of the
@@ -229,7 +229,8 @@ class LUMatrix(InvertibleMatrix):
 
 
 class QRMatrix(InvertibleMatrix):
-    """``W = Q R`` with ``Q`` a product of Householder reflections (lectures 000 and 003).
+    """``W = Q R`` with ``Q`` a product of Householder reflections (Isachenko's 2022 and 2024
+    lectures).
 
     ``Q = H_1 H_2 ⋯ H_D`` with ``H_k = I - 2 v_k v_kᵀ / ‖v_k‖²``, and ``R`` upper triangular with
     positive diagonal ``r = exp(log_r)``.

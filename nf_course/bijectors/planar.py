@@ -1,9 +1,10 @@
-r"""Planar and Sylvester flows: residual maps whose determinant a low-rank identity makes cheap.
+r"""Planar, Sylvester and radial flows: residual maps with a cheap (low-rank) determinant.
 
-Mathematics (lecture 000 of Isachenko, "residual flows"; lecture 002 of Grover, "planar flows";
-section 2.3.3 of chapter 004 of Yang and Ryu; Rezende and Mohamed, "Variational Inference with
-Normalizing Flows", ICML 2015; van den Berg, Hasenclever, Tomczak and Welling, "Sylvester
-Normalizing Flows for Variational Inference", UAI 2018).
+Mathematics (Isachenko's lecture 5 (Ozon Masters, 2022), "residual flows"; Grover's lecture 7
+(UCLA), "planar flows"; section 2.3.3 of Yang and Ryu's draft chapter on normalizing flows (2020);
+Rezende and Mohamed, "Variational Inference with Normalizing Flows", ICML 2015; van den Berg,
+Hasenclever, Tomczak and Welling, "Sylvester Normalizing Flows for Variational Inference", UAI
+2018).
 
 **Direction.** The lectures write the planar map in the generative direction,
 :math:`x = f(z) = z + u\,h(w^T z + b)` (Grover, Yang-Ryu; Isachenko calls it :math:`g` with
@@ -122,7 +123,7 @@ from torch.nn import functional as F
 from nf_course.common import default_tolerance, positive_float, positive_int, validate_batch
 from nf_course.core import Bijector
 
-__all__ = ["Planar", "Sylvester"]
+__all__ = ["Planar", "Radial", "Sylvester"]
 
 # m(a) = -1 + softplus(a) vanishes at a = log(e - 1).
 _M_ZERO = math.log(math.e - 1)
@@ -446,3 +447,90 @@ class Sylvester(Bijector):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, m={self.m}"
+
+
+class Radial(Bijector):
+    r"""Radial flow ``z = x + β h(r) (x - x₀)``, ``h(r) = 1/(α + r)``, ``r = ‖x - x₀‖``.
+
+    The other flow of Rezende and Mohamed (2015, appendix A.2), in the forward (data → noise)
+    direction: it moves every point along the ray from the centre ``x₀``, so the Jacobian is
+    ``(1 + βh) I + βh' (x - x₀)(x - x₀)ᵀ / r``, a rank-one update of a multiple of the identity,
+    and
+
+    .. math::
+
+        \log\left|\det \frac{\partial z}{\partial x}\right|
+        = (D - 1) \log\bigl(1 + \beta h(r)\bigr) + \log\bigl(1 + \beta h(r) + \beta h'(r)\, r\bigr),
+
+    ``O(D)`` per sample. Along each ray the map is ``r ↦ r (1 + β/(α + r))``, with derivative
+    ``1 + αβ/(α + r)²``: increasing for every ``r ≥ 0`` exactly when ``β ≥ -α`` (the invertibility
+    condition). The parameters keep ``α = exp(log_alpha) > 0`` and ``β = -α + softplus(beta_raw)
+    > -α``. With ``s = α + β = softplus(beta_raw)`` both factors are written without
+    cancellation: ``1 + βh = (r + s)/(α + r)`` and ``1 + βh + βh'r = (r² + 2αr + αs)/(α + r)²``.
+
+    ``inverse`` is closed-form: with ``ρ = ‖z - x₀‖`` the radius ``r`` solves
+    ``r (r + s) = ρ (α + r)``, a quadratic whose non-negative root is taken in the form that
+    avoids cancellation, and ``x = x₀ + (z - x₀)(α + r)/(r + s)``. Book: chapter 5; tests:
+    ``tests/test_planar.py``.
+
+    Initialization (generator seeded with ``seed``): ``x₀ ~ N(0, I)``, ``α = 1`` and
+    ``softplus(beta_raw) = 1 + 0.01 ε``, so ``β ≈ 0`` and the map starts near, but not at, the
+    identity.
+
+    Args:
+        dim: the dimension ``D``.
+        seed: seed of the initial parameters.
+
+    Attributes:
+        x0: ``(D,)`` parameter, the centre.
+        log_alpha: ``()`` parameter, ``log α``.
+        beta_raw: ``()`` parameter, ``β = -α + softplus(beta_raw)``.
+    """
+
+    def __init__(self, dim: int, *, seed: int = 0) -> None:
+        super().__init__()
+        self.dim = positive_int(dim, "dim", "Radial")
+        generator = torch.Generator().manual_seed(seed)
+        x0 = torch.randn(dim, generator=generator, dtype=torch.float64)
+        beta_raw = _M_ZERO + 0.01 * torch.randn((), generator=generator, dtype=torch.float64)
+        dtype = torch.get_default_dtype()
+        self.x0 = nn.Parameter(x0.to(dtype))
+        self.log_alpha = nn.Parameter(torch.zeros((), dtype=dtype))
+        self.beta_raw = nn.Parameter(beta_raw.to(dtype))
+
+    def alpha_beta(self) -> tuple[Tensor, Tensor]:
+        """``(α, β)``, scalars with ``α > 0`` and ``β > -α``."""
+        alpha = torch.exp(self.log_alpha)
+        return alpha, F.softplus(self.beta_raw) - alpha
+
+    def _log_det(self, r: Tensor) -> Tensor:
+        """``log|det ∂z/∂x|`` at radii ``r`` ``(B,)``: ``(B,)``."""
+        alpha, s = torch.exp(self.log_alpha), F.softplus(self.beta_raw)
+        log_radial = torch.log(r + s) - torch.log(alpha + r)
+        log_along = torch.log(r.square() + 2 * alpha * r + alpha * s) - 2 * torch.log(alpha + r)
+        return (self.dim - 1) * log_radial + log_along
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x (B, D) -> (z = x + β (x - x₀)/(α + r) (B, D), log-det (B,))``."""
+        validate_batch(x, (self.dim,), where="Radial.forward")
+        alpha, beta = self.alpha_beta()
+        offset = x - self.x0
+        r = torch.linalg.vector_norm(offset, dim=1)
+        z = x + (beta / (alpha + r)).unsqueeze(1) * offset
+        return z, self._log_det(r)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z (B, D) -> (x (B, D), -log-det at x (B,))``, closed-form (class docstring)."""
+        validate_batch(z, (self.dim,), where="Radial.inverse", name="z")
+        alpha, s = torch.exp(self.log_alpha), F.softplus(self.beta_raw)
+        offset = z - self.x0
+        rho = torch.linalg.vector_norm(offset, dim=1)
+        # Non-negative root of r² + (s - ρ) r - ρα = 0, without cancellation on either side.
+        b = rho - s
+        root = torch.sqrt(b.square() + 4 * rho * alpha)
+        r = torch.where(b >= 0, (b + root) / 2, 2 * rho * alpha / (root - b))
+        x = self.x0 + ((alpha + r) / (r + s)).unsqueeze(1) * offset
+        return x, -self._log_det(r)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
