@@ -1,36 +1,12 @@
-r"""The core of a normalizing flow: bijectors, their composition, a base distribution, the flow.
+"""The core of a normalizing flow: the :class:`Bijector` interface, :class:`Compose`,
+:class:`Inverse`, the base :class:`StandardNormal` and the :class:`Flow` that joins them.
 
-Mathematics (Isachenko's lecture 5 of 2022 and of 2021, Grover's lecture 7, Yang and Ryu's draft
-chapter of 2020). A flow is an invertible, differentiable map :math:`f` from data :math:`x` to noise
-:math:`z = f(x)` with a simple base density :math:`p_Z`. The change of variables gives the data
-density
-
-.. math::
-
-    \log p_X(x) = \log p_Z(f(x)) + \log \left|\det \frac{\partial f}{\partial x}\right|,
-
-and the generative map :math:`g = f^{-1}` draws samples, :math:`x = g(z)` with :math:`z \sim p_Z`,
-whose log-density follows from the inverse function theorem,
-
-.. math::
-
-    \log p_X(g(z)) = \log p_Z(z) - \log \left|\det \frac{\partial g}{\partial z}\right|.
-
-A composition :math:`f = f_K \circ \dots \circ f_1` sums the log-determinants of its layers.
-
-Convention (``../shared/API.md``): ``forward`` is the *normalizing* direction :math:`z = f(x)`,
-``inverse`` the *generative* one :math:`x = g(z)`. Both return ``(output, log_det)`` where
-``log_det`` has shape ``(B,)`` and is the log-absolute-determinant of the Jacobian of the map
-just applied, at its input. The Grover and Yang-Ryu lectures name the generative map :math:`f`;
-the book's chapters map their notation to this one.
-
-Two training objectives (Isachenko's 2022 lecture 5, "forward vs reverse KL"):
-
-* forward KL, :math:`\mathrm{KL}(\pi \| p_\theta) = -\mathbb{E}_\pi \log p_\theta(x)
-  + \text{const}`, needs samples of the data and the *forward* direction (maximum likelihood);
-* reverse KL, :math:`\mathrm{KL}(p_\theta \| \pi) = \mathbb{E}_{p_\theta}[\log p_\theta(x) -
-  \log \tilde\pi(x)] + \log Z`, needs an unnormalized target :math:`\tilde\pi` and the
-  *inverse* direction (sampling with density).
+Chapter: ``book/02_change_of_variables.md`` (the objectives: ``book/03_fitting_flows.md``);
+tests: ``tests/test_core.py``, and ``tests/test_contract.py`` for the contract of every bijector;
+assignment: ``solutions/01_change_of_variables``. ``forward`` is the normalizing map
+``z = f(x)``, ``inverse`` the generative one, each returning ``(output, log_det)`` with
+``log_det`` of shape ``(B,)``; Grover (UCLA, 2019) and Yang and Ryu (2020) call the generative
+map ``f``.
 """
 
 from __future__ import annotations

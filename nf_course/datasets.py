@@ -1,77 +1,12 @@
-r"""Data sets of the course: 2D toy distributions with their true densities, and 8x8 digits.
+"""Data sets of the course: seven 2D toy distributions with seeded samplers and exact
+log-densities (:class:`Toy2D`, :func:`toy`), and the 8x8 digits with their dequantization and
+bits per dimension (:func:`digits`, :func:`dequantize`, :func:`bits_per_dim`).
 
-**2D toy distributions.** The seven samplers follow ``lib/toy_data.py`` of FFJORD
-(Grathwohl, Chen, Bettencourt, Sutskever and Duvenaud, *FFJORD: Free-form Continuous Dynamics
-for Scalable Reversible Generative Models*, ICLR 2019), so that negative log-likelihoods
-compare with the literature. Each one also has its **true log-density**, so a fit reports
-the forward KL divergence itself,
-
-.. math::
-
-    \mathrm{KL}(\pi \,\|\, p_\theta) = \mathbb{E}_\pi[-\log p_\theta(x)] - H(\pi),
-
-the test NLL minus the entropy :attr:`Toy2D.entropy`. Notation: :math:`\mathcal N(x; \mu,
-\sigma^2)` is an isotropic 2D Gaussian density, :math:`u(t) = (\cos t, \sin t)`,
-:math:`\Phi` the standard normal CDF, :math:`I_0` the modified Bessel function of order 0.
-
-* ``8gaussians``: :math:`x = (4 c_k + \tfrac12 \varepsilon) / 1.414` with :math:`c_k =
-  u(k\pi/4)`, :math:`k` uniform on :math:`\{0, \dots, 7\}`. Closed form: a mixture of eight
-  Gaussians of standard deviation :math:`0.5 / 1.414`.
-* ``rings``: four circles of radii :math:`3 \cdot (1, 0.75, 0.5, 0.25)`, equal weights, a
-  uniform angle, noise :math:`\sigma = 0.08`. ``circles``: scikit-learn's ``make_circles(
-  factor=0.5, noise=0.08)`` times 3, i.e. radii 3 and 1.5 and :math:`\sigma = 0.24`.
-  Closed form: the angular average of a Gaussian around a circle of radius :math:`r` is
-  :math:`\frac{1}{2\pi\sigma^2} e^{-(|x|^2 + r^2) / 2\sigma^2} I_0(|x| r / \sigma^2)`,
-  evaluated in log space with the scaled Bessel function ``i0e``.
-* ``checkerboard``: :math:`x_1 \sim U[-2, 2)`, :math:`x_2 = U[0, 1) - 2\,\mathrm{Bernoulli}(
-  \tfrac12) + (\lfloor x_1 \rfloor \bmod 2)`, returned as :math:`2 (x_1, x_2)`. Closed form:
-  density :math:`1/32` on the eight squares of side 2 of :math:`[-4, 4)^2` where
-  :math:`\lfloor x_1/2 \rfloor + \lfloor x_2/2 \rfloor` is even, 0 elsewhere.
-* ``moons``: scikit-learn's ``make_moons(noise=0.1)`` mapped by :math:`x \mapsto 2x + (-1,
-  -0.2)`: the half circles :math:`(-1, -0.2) + 2u(t)` and :math:`(1, 0.8) + 2u(t + \pi)`,
-  :math:`t \sim U[0, \pi]`, half the points each, plus noise :math:`\sigma = 0.2`. Density:
-  :math:`\frac12 \sum_{\text{arcs}} \frac1\pi \int_0^\pi \mathcal N(x; c + 2u(t), \sigma^2)\,dt`,
-  by Gauss-Legendre quadrature in :math:`t` (log-sum-exp over the nodes).
-* ``2spirals``: :math:`n = 3\pi\sqrt{U}` (FFJORD's ``sqrt(U) * 540 * 2π / 360``), so
-  :math:`p(n) = 2n / (3\pi)^2` on :math:`[0, 3\pi]`; :math:`d = (-n\cos n + \tfrac12 U_1,
-  n\sin n + \tfrac12 U_2)`; the point is :math:`\pm d/3` (each sign with probability ½) plus
-  noise :math:`\sigma = 0.1`. Given :math:`n`, each coordinate is a uniform box of width
-  :math:`h = 1/6` convolved with the noise, of density :math:`\frac1h [\Phi(v/\sigma) -
-  \Phi((v - h)/\sigma)]` at offset :math:`v`; the integral over :math:`n` is done by
-  Gauss-Legendre quadrature.
-* ``pinwheel``: 5 classes :math:`k`, features :math:`f \sim \mathcal N((1, 0),
-  \mathrm{diag}(0.3^2, 0.1^2))`, angle :math:`a = 2\pi k/5 + 0.25\, e^{f_0}` and
-  :math:`x = 2 R(-a) f` (FFJORD's ``einsum("ti,tij->tj")`` with ``[[cos, -sin], [sin, cos]]``).
-  The map :math:`f \mapsto x` has :math:`|\det| = 4\,|1 + 0.25\, e^{f_0} f_1|`. Its preimages
-  are found in one dimension: writing :math:`x/2 = \rho\, u(\vartheta)`, a preimage is
-  :math:`f = \rho\, u(\vartheta + a)` and :math:`s = f_0` solves
-  :math:`s = \rho \cos(\vartheta + 2\pi k/5 + 0.25 e^{s})` on :math:`|s| \le \rho`. The roots
-  are bracketed on a grid and refined by bisection, and :math:`p(x) = \frac15 \sum_k
-  \sum_{\text{roots}} p_f(f) / (4 |1 + 0.25 e^{f_0} f_1|)`.
-
-Differences from FFJORD's code, all of them in how a finite batch is drawn, none in the
-distribution: FFJORD splits a batch into equal counts per component and spaces the angles of
-``moons``, ``rings`` and ``circles`` evenly (``linspace``); here every point is drawn
-independently (component, then a uniform angle), the continuous limit, for which the densities
-above are exact. FFJORD's ``pinwheel`` returns ``5 * (n // 5)`` points, and its ``2spirals`` and
-``checkerboard`` use NumPy's global generator; here ``sample(n)`` returns exactly ``n`` points
-drawn from the ``torch.Generator`` it is given.
-
-The reference entropies :attr:`Toy2D.entropy` are the published values of the course's design
-document, rounded to two decimals (``checkerboard`` is exactly :math:`\log 32`); the package
-tests check each one by Monte Carlo against :meth:`Toy2D.log_prob`. To three decimals
-(:math:`-\int p \log p` on a grid of step 0.04) they are: moons 2.394, 8gaussians 2.832,
-pinwheel 2.318, 2spirals 2.645, rings 2.623, circles 3.268; the rounding can shift a reported
-KL by up to 0.005 nats.
-
-**8x8 digits.** scikit-learn's copy of the UCI optical digits (1797 images, shipped with the
-library, no download), pixel levels :math:`k \in \{0, \dots, 16\}`, split ``[:1000]`` train,
-``[1000:1350]`` validation, ``[1350:]`` test. Uniform dequantization :math:`y = k + u`,
-:math:`u \sim U[0, 1)^{64}`, gives a continuous density on :math:`[0, 17)^{64}` ("unit-bin
-space"); its log-likelihood lower-bounds that of the discrete data (Theis, van den Oord and
-Bethge 2016). Bits per dimension are :math:`-\log p(y) / (64 \ln 2)`; the uniform density on
-:math:`[0, 17)^{64}` scores :math:`\log_2 17 \approx 4.087`. The logit pre-processing of
-RealNVP is :class:`nf_course.bijectors.elementwise.Logit`.
+Chapters: the toy data in ``book/06_invertible_residual.md`` to ``book/11_ffjord.md`` (the
+samplers of FFJORD's code, Grathwohl et al. 2019), the digits in ``book/09_glow.md``; tests:
+``tests/test_datasets.py``; assignment: ``solutions/04_coupling`` (toy data); benchmarks:
+``benchmarks/kl_2d.py`` (toy data), ``benchmarks/digits_bpd.py`` and
+``benchmarks/digits_baselines.py`` (digits).
 """
 
 from __future__ import annotations
@@ -250,10 +185,22 @@ def _logsumexp_by_group(values: Tensor, groups: Tensor, size: int) -> Tensor:
 class Toy2D(ABC):
     """A 2D toy distribution: a seeded sampler, its exact log-density and its entropy.
 
+    The samplers follow ``lib/toy_data.py`` of FFJORD (Grathwohl et al. 2019), so that
+    negative log-likelihoods compare with the literature, and the exact log-density lets a fit
+    report the forward KL itself. They differ from FFJORD's code only in how a finite batch is
+    drawn, not in the distribution: FFJORD splits a batch into equal counts per component and
+    spaces the angles of ``moons``, ``rings`` and ``circles`` evenly, while here every point is
+    drawn independently (component, then a uniform angle); FFJORD's ``pinwheel`` returns
+    ``5 * (n // 5)`` points and its ``2spirals`` and ``checkerboard`` use NumPy's global
+    generator, while ``sample(n)`` returns exactly ``n`` points from the generator it is given.
+
     Attributes:
         name: the FFJORD name of the distribution (a key of :data:`TOY_DATASETS`).
         entropy: the reference entropy :math:`H(\\pi)` in nats, so that a fit reports
-            ``KL(π ‖ p_θ) = test NLL - entropy``.
+            ``KL(π ‖ p_θ) = test NLL - entropy``; rounded to two decimals (``checkerboard`` is
+            exactly ``log 32``), which can shift a reported KL by up to 0.005 nats. To three
+            decimals (``-∫ p log p`` on a grid of step 0.04): moons 2.394, 8gaussians 2.832,
+            pinwheel 2.318, 2spirals 2.645, rings 2.623, circles 3.268.
         bounds: a plotting box ``((x_min, x_max), (y_min, y_max))`` (FFJORD's figures use
             ``[-4, 4]²``); it holds nearly all, not necessarily all, of the mass.
 
@@ -408,6 +355,11 @@ class Checkerboard(Toy2D):
 class Moons(Toy2D):
     """Two interleaved half circles of radius 2 with Gaussian noise 0.2 (FFJORD's ``moons``).
 
+    scikit-learn's ``make_moons(noise=0.1)`` mapped by ``x ↦ 2x + (-1, -0.2)``: the arcs
+    ``(-1, -0.2) + 2 u(t)`` and ``(1, 0.8) + 2 u(t + π)``, ``u(t) = (cos t, sin t)``,
+    ``t ~ U[0, π]``, half of the points each. The density averages a Gaussian over each arc
+    (:meth:`_log_arc`, Gauss-Legendre quadrature in ``t``).
+
     Args:
         nodes: Gauss-Legendre nodes of the integral over the angle of each half circle.
             The integrand is a von Mises bump of width ``σ/√(2ρ)`` (about 0.1 rad near the
@@ -457,6 +409,11 @@ class Moons(Toy2D):
 
 class TwoSpirals(Toy2D):
     """Two interleaved spirals, ``±d/3`` plus Gaussian noise 0.1 (FFJORD's ``2spirals``).
+
+    ``n = 3π √U`` (FFJORD's ``sqrt(U) * 540 * 2π / 360``), so ``p(n) = 2n / (3π)²`` on
+    ``[0, 3π]``; ``d = (-n cos n + U₁/2, n sin n + U₂/2)`` and each sign has probability ½.
+    Given ``n``, each coordinate is a uniform box of width ``1/6`` convolved with the noise;
+    the integral over ``n`` is done by Gauss-Legendre quadrature (:meth:`_log_branch`).
 
     Args:
         nodes: Gauss-Legendre nodes of the integral over the spiral parameter
@@ -520,6 +477,10 @@ class TwoSpirals(Toy2D):
 
 class Pinwheel(Toy2D):
     """Five curved arms: ``x = 2 R(-a) f``, ``a = 2πk/5 + 0.25 e^{f_0}`` (FFJORD's ``pinwheel``).
+
+    The class ``k`` is uniform on ``0..4`` and ``f ~ N((1, 0), diag(0.3², 0.1²))``, so
+    ``p(x) = (1/5) Σ_k Σ_f p_f(f) / |det ∂x/∂f|`` over the preimages ``f`` of ``x`` in each
+    class, with ``|det ∂x/∂f| = 4 |1 + 0.25 e^{f_0} f_1|``.
 
     The preimages of ``x`` in class ``k`` are the roots ``s = f_0`` of
     ``F(s) = s - ρ cos(ψ_k + 0.25 e^s)`` on ``[-ρ, ρ]``, with ``ρ = |x|/2``, ``ψ_k = ϑ + 2πk/5``
@@ -696,6 +657,8 @@ def _digit_images() -> np.ndarray:
 def digits(split: str = "train", *, dtype: torch.dtype = torch.float32) -> Tensor:
     """A split of the 8x8 digits as a tensor ``(N, 1, 8, 8)`` of integer levels 0..16.
 
+    scikit-learn's copy of the UCI optical digits (1797 images, shipped with the library: no
+    download), split ``[:1000]`` train, ``[1000:1350]`` validation, ``[1350:]`` test.
     The levels are stored in a floating dtype (exact integers) so that :func:`dequantize`
     and the flows take them as they are. Sizes: train 1000, validation 350, test 447.
     Every call returns a new tensor.
@@ -718,7 +681,9 @@ def dequantize(x: Tensor, *, generator: torch.Generator | None = None) -> Tensor
 
     For integer levels ``k`` the result lies in ``[k, k + 1)`` exactly, also after rounding
     to the dtype of ``x`` (a sum that would round up to ``k + 1`` is moved to the float just
-    below). A new tensor is returned; ``x`` is not modified.
+    below). A new tensor is returned; ``x`` is not modified. For the digits this gives a
+    continuous density on ``[0, 17)^64`` ("unit-bin space") whose log-likelihood lower-bounds
+    that of the discrete data (Theis et al. 2016).
 
     Args:
         x: a floating batch ``(B, …)`` of integer levels, e.g. from :func:`digits`.

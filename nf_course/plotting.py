@@ -1,16 +1,9 @@
-"""Figures of the book: density heatmaps, sample scatters, warped grids, curves, image grids.
+"""Figures of the book in one look: density heatmaps, sample scatters, warped grids, ODE
+trajectories, training curves and image grids.
 
-Every chapter draws with these functions so that all figures share one look: the change of
-variables (chapter 2) shows densities and how a map deforms the plane (:func:`plot_warped_grid`),
-the fits of chapters 3-11 compare a target with a flow side by side (:func:`plot_density`,
-:func:`plot_samples`) and show their training curves against the entropy floor or
-:math:`-\\log Z` (:func:`plot_history`), Glow (chapter 9) shows 8x8 digits
-(:func:`plot_images`), and the continuous-time flows (chapters 10-11) draw the ODE paths of points
-(:func:`plot_trajectories`).
-
-Each function draws on the ``ax`` it is given, or on a new figure when ``ax`` is ``None``, and
-returns that axes. Only matplotlib is used (no seaborn); nothing here needs a display, so the
-functions work under the non-interactive Agg backend of a book build or a test run.
+Used by the chapters of ``book/``; tests: ``tests/test_plotting.py``. Each function draws on the
+``ax`` it is given (on a new figure when ``ax`` is ``None``) and returns it; only matplotlib is
+used, and nothing needs a display (the Agg backend of a book build or a test run works).
 """
 
 from __future__ import annotations

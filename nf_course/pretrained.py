@@ -1,38 +1,11 @@
-r"""Flows trained longer than a book build allows, shipped with the package as checkpoints.
+"""Flows trained longer than a book build allows, shipped as checksummed checkpoints in
+``nf_course/checkpoints/``: :func:`load_pretrained` rebuilds the architecture
+(:func:`digits_flow`, :func:`planar_flow`), checks the file against :data:`CHECKPOINTS`
+(SHA-256, the command that wrote it, its score) and loads the parameters.
 
-Two chapters show flows whose training takes minutes of CPU, longer than a book build should:
-
-* chapter 9 (Glow): a flow trained on the 8x8 digits of :func:`nf_course.datasets.digits`
-  (``benchmarks/digits_bpd.py`` trains, evaluates and, with ``--save``, writes it);
-* chapter 5 (planar flows): planar flows with ``K = 2, 8, 32`` layers fitted by reverse KL to
-  the energies U1-U4 of :mod:`nf_course.targets`, Rezende and Mohamed's Figure 3
-  (``benchmarks/planar_energies.py --save``).
-
-:func:`load_pretrained` rebuilds the architecture (:func:`digits_flow`, :func:`planar_flow`) and
-loads the trained parameters, after checking the file's SHA-256 against :data:`CHECKPOINTS`,
-which also records the command that produced each file and the score that command printed.
-
-**Planar flows** (:func:`planar_flow`) push a standard normal through ``K`` planar maps
-:math:`z \mapsto z + \hat u\, h(w^\top z + b)` on the sampling side
-(:class:`~nf_course.core.Inverse` of :class:`~nf_course.bijectors.Planar`), so sampling with its
-density is closed-form, as the reverse KL needs.
-
-**Digits flows** (:func:`digits_flow`).
-
-Both architectures model dequantized images ``y = x + u ∈ [0, 17)^{1×8×8}`` (unit-bin space,
-:func:`~nf_course.datasets.dequantize`), so ``-log p(y) / (64 ln 2)`` is their bits per
-dimension (:func:`~nf_course.datasets.bits_per_dim`). Both start with the RealNVP logit
-pre-processing (:class:`~nf_course.bijectors.Logit`), which maps the bounded pixel range onto
-the real line where a Gaussian base is a sensible end point:
-
-* ``"glow"``: :class:`~nf_course.bijectors.Glow` (Kingma and Dhariwal 2018): ``L`` levels of
-  squeeze and ``K`` steps of ActNorm → invertible 1x1 convolution → channel-split affine
-  coupling, with factor-out between levels.
-* ``"realnvp"``: RealNVP's image architecture (Dinh et al. 2017) without factor-out: checkerboard
-  couplings on the ``1×8×8`` image, a squeeze, channel-split couplings on ``4×4×4``, with
-  alternating parities, and an unsqueeze back to ``1×8×8``. ActNorm after each coupling stands
-  in for RealNVP's batch normalization, which would make a sample's density depend on the rest
-  of its batch.
+Chapters: ``book/09_glow.md`` (Glow on the digits, from ``benchmarks/digits_bpd.py --save``) and
+``book/05_planar_sylvester.md`` (planar flows fitted to U1-U4, Rezende and Mohamed 2015, from
+``benchmarks/planar_energies.py --save``); tests: ``tests/test_pretrained.py``.
 """
 
 from __future__ import annotations
@@ -82,8 +55,21 @@ def digits_flow(
 ) -> Flow:
     """A fresh flow on dequantized 8x8 digits ``(B, 1, 8, 8)``, with a standard normal base.
 
+    The flow models ``y = x + u ∈ [0, 17)^{1×8×8}`` in unit-bin space
+    (:func:`~nf_course.datasets.dequantize`), so ``-log p(y) / (64 ln 2)`` is its bits per
+    dimension (:func:`~nf_course.datasets.bits_per_dim`). It starts with RealNVP's logit
+    pre-processing (:class:`~nf_course.bijectors.Logit`), which maps the bounded pixel range
+    onto the real line, where a Gaussian base is a sensible end point.
+
     Args:
-        architecture: ``"glow"`` or ``"realnvp"`` (see the module docstring).
+        architecture: ``"glow"``: :class:`~nf_course.bijectors.Glow` (Kingma and Dhariwal
+            2018), 2 levels of squeeze and ``steps`` steps of ActNorm → invertible 1x1
+            convolution → channel-split affine coupling, with factor-out between the levels.
+            ``"realnvp"``: RealNVP's image architecture (Dinh et al. 2017) without factor-out:
+            checkerboard couplings on the ``1×8×8`` image, a squeeze, channel-split couplings on
+            ``4×4×4``, with alternating parities, and an unsqueeze back to ``1×8×8``; an ActNorm
+            after each coupling stands in for RealNVP's batch normalization, which would make a
+            sample's density depend on the rest of its batch.
         steps: Glow: flow steps per level (2 levels); RealNVP: couplings per scale (2 scales).
         hidden: channels of the couplings' hidden 3x3 convolutions.
         alpha: the logit pre-processing's margin (:class:`~nf_course.bijectors.Logit`).

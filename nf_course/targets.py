@@ -1,61 +1,10 @@
-r"""Unnormalized 2D energies for reverse-KL fits: U1-U4 of Rezende and Mohamed (2015).
+"""The energies U1-U4 of Rezende and Mohamed (2015) as reverse-KL targets: the energies, their
+restriction to a box with a smooth envelope for training (:class:`EnergyTarget`), normalizers
+by Simpson quadrature and a Monte Carlo estimate of the reverse KL.
 
-Rezende and Mohamed, "Variational Inference with Normalizing Flows" (ICML 2015, Table 1 and Fig. 3)
-fit planar flows to four densities :math:`\pi(z) \propto e^{-U(z)}` on the plane; Isachenko's
-lecture 5 (Ozon Masters, 2022) and Yang and Ryu's draft chapter on normalizing flows (2020) discuss
-planar flows fitted to them. With :math:`w_1(z) = \sin(2\pi z_1 / 4)`, :math:`w_2(z) = 3
-\exp(-\tfrac12 ((z_1 - 1)/0.6)^2)` and :math:`w_3(z) = 3\,\sigma((z_1 - 1)/0.3)`:
-
-.. math::
-
-    U_1(z) &= \tfrac12 \left(\frac{\|z\| - 2}{0.4}\right)^2
-        - \log\left(e^{-\frac12 ((z_1 - 2)/0.6)^2} + e^{-\frac12 ((z_1 + 2)/0.6)^2}\right), \\
-    U_2(z) &= \tfrac12 \left(\frac{z_2 - w_1(z)}{0.4}\right)^2, \\
-    U_3(z) &= -\log\left(e^{-\frac12 ((z_2 - w_1)/0.35)^2}
-        + e^{-\frac12 ((z_2 - w_1 + w_2)/0.35)^2}\right), \\
-    U_4(z) &= -\log\left(e^{-\frac12 ((z_2 - w_1)/0.4)^2}
-        + e^{-\frac12 ((z_2 - w_1 + w_3)/0.35)^2}\right).
-
-The logarithms of sums are computed with ``logsumexp``, so the energies stay finite and
-differentiable far from the modes.
-
-**The box.** :math:`U_2`-:math:`U_4` do not grow with :math:`|z_1|`, so :math:`e^{-U}` has
-infinite mass on the plane. The course restricts every target to the box
-:math:`B = [-4, 4]^2` of the paper's figure, where :math:`\log Z_B = \log \int_B e^{-U}` is
-1.878, 2.082, 2.642 and 2.685 nats for :math:`U_1`-:math:`U_4` (``EnergyTarget.log_Z_box``;
-:math:`U_1` is normalizable on the plane too, with all but a fraction :math:`10^{-8}` of its
-mass in the box).
-
-**The envelope.** A hard box gives :math:`\log \pi = -\infty` to every flow sample outside it,
-so training uses a smooth envelope instead:
-
-.. math::
-
-    \log \tilde\pi(z) = -U(z) - E(z), \qquad
-    E(z) = \frac{\operatorname{dist}(z, B)^2}{2\tau^2},
-
-zero inside the box and a Gaussian wall of width :math:`\tau` outside it. Its normalizer
-:math:`Z = \int_{\mathbb R^2} e^{-U-E}` (``EnergyTarget.log_Z``) exceeds :math:`Z_B` by about
-:math:`\tau\sqrt{\pi/2} \oint_{\partial B} e^{-U}\,dl`. The default :math:`\tau = 0.01` keeps
-:math:`\log Z - \log Z_B = \mathrm{KL}(\pi_B \| \pi)` below 0.005 nats on all four targets (0.003
-for U2 and U3, 0.004 for U4), under half the 0.01-nat accuracy the course asks of its best flow,
-while the wall's gradient :math:`\operatorname{dist}(z, B)/\tau^2` stays finite everywhere (a
-wall twice as soft would already cost 0.008 nats on U4). The envelope's :math:`\log Z` is 1.878,
-2.085, 2.645 and 2.689 nats.
-
-**Reverse KL.** For a flow :math:`q`,
-
-.. math::
-
-    \mathrm{KL}(q \| \pi) = \mathbb E_q[\log q(z) + U(z) + E(z)] + \log Z \ \ge 0,
-
-which :func:`reverse_kl_estimate` estimates by Monte Carlo with its standard error;
-``Flow.reverse_kl(target.log_prob_unnormalized, n)`` is the same estimate without
-:math:`\log Z`, the training loss.
-
-Both normalizers come from composite Simpson quadrature (:func:`log_partition`) in float64, with
-512 intervals per axis of the box by default: halving that moves them by less than 1e-6 nats,
-so their error is below 1e-7 (Simpson's error falls 16-fold when the resolution doubles).
+Chapter: ``book/05_planar_sylvester.md``, section "Fitting the energies U1-U4" (the reverse KL
+itself is in ``book/03_fitting_flows.md``); tests: ``tests/test_targets.py``; benchmark:
+``benchmarks/planar_energies.py``; the trained planar flows: :mod:`nf_course.pretrained`.
 """
 
 from __future__ import annotations
@@ -90,7 +39,14 @@ __all__ = [
 ]
 
 DEFAULT_TAU = 0.01
-"""Width of the envelope's Gaussian wall outside the box (see the module docstring)."""
+"""Width ``τ`` of the envelope's Gaussian wall outside the box (:func:`box_envelope`).
+
+The wall adds about ``τ √(π/2) ∮ e^{-U} dl`` (over the box's edge) to ``Z_box``; ``τ = 0.01``
+keeps ``log Z - log Z_box = KL(π_box ‖ π)`` below 0.005 nats on all four targets (0.003 for U2
+and U3, 0.004 for U4), under half the 0.01-nat accuracy the course asks of its best flow, while
+the wall's gradient ``dist(z, box)/τ²`` stays finite (a wall twice as soft would already cost
+0.008 nats on U4).
+"""
 
 _ENVELOPE_CUTOFF = 12.0
 """The envelope's tails are integrated up to this many ``τ`` outside the box (``e^{-72}``)."""
@@ -106,14 +62,17 @@ def _gaussian_log_kernel(x: Tensor, scale: float) -> Tensor:
 
 
 def _w1(z1: Tensor) -> Tensor:
+    """``w1 = sin(2π z1 / 4)``."""
     return torch.sin(2 * math.pi * z1 / 4)
 
 
 def _w2(z1: Tensor) -> Tensor:
+    """``w2 = 3 exp(-½ ((z1 - 1)/0.6)²)``."""
     return 3 * torch.exp(_gaussian_log_kernel(z1 - 1, 0.6))
 
 
 def _w3(z1: Tensor) -> Tensor:
+    """``w3 = 3 σ((z1 - 1)/0.3)``."""
     return 3 * torch.sigmoid((z1 - 1) / 0.3)
 
 
@@ -123,7 +82,11 @@ def _neg_logsumexp(first: Tensor, second: Tensor) -> Tensor:
 
 
 def energy_u1(z: Tensor) -> Tensor:
-    """U1, a ring of radius 2 with two modes at ``z1 = ±2``: ``(B, 2) -> (B,)``."""
+    """U1, a ring of radius 2 with two modes at ``z1 = ±2``: ``(B, 2) -> (B,)``.
+
+    ``U1 = ½ ((‖z‖ - 2)/0.4)² - log(exp(-½ ((z1 - 2)/0.6)²) + exp(-½ ((z1 + 2)/0.6)²))``
+    (Rezende and Mohamed 2015, Table 1), the logarithm of the sum by ``logsumexp``.
+    """
     z = _points(z, "energy_u1")
     z1 = z[:, 0]
     ring = 0.5 * ((torch.linalg.vector_norm(z, dim=1) - 2) / 0.4).square()
@@ -133,13 +96,20 @@ def energy_u1(z: Tensor) -> Tensor:
 
 
 def energy_u2(z: Tensor) -> Tensor:
-    """U2, a sine-shaped ridge ``z2 ≈ sin(π z1 / 2)``: ``(B, 2) -> (B,)``."""
+    """U2, a sine-shaped ridge ``z2 ≈ sin(π z1 / 2)``: ``(B, 2) -> (B,)``.
+
+    ``U2 = ½ ((z2 - w1)/0.4)²`` with ``w1 = sin(2π z1 / 4)`` (Rezende and Mohamed 2015).
+    """
     z = _points(z, "energy_u2")
     return 0.5 * ((z[:, 1] - _w1(z[:, 0])) / 0.4).square()
 
 
 def energy_u3(z: Tensor) -> Tensor:
-    """U3, the sine ridge and a copy bent down by a bump around ``z1 = 1``: ``(B, 2) -> (B,)``."""
+    """U3, the sine ridge and a copy bent down by a bump around ``z1 = 1``: ``(B, 2) -> (B,)``.
+
+    ``U3 = -log(exp(-½ ((z2 - w1)/0.35)²) + exp(-½ ((z2 - w1 + w2)/0.35)²))`` with
+    ``w2 = 3 exp(-½ ((z1 - 1)/0.6)²)`` (Rezende and Mohamed 2015), by ``logsumexp``.
+    """
     z = _points(z, "energy_u3")
     z1, z2 = z[:, 0], z[:, 1]
     offset = z2 - _w1(z1)
@@ -149,7 +119,11 @@ def energy_u3(z: Tensor) -> Tensor:
 
 
 def energy_u4(z: Tensor) -> Tensor:
-    """U4, the sine ridge and a copy shifted down by a sigmoid step: ``(B, 2) -> (B,)``."""
+    """U4, the sine ridge and a copy shifted down by a sigmoid step: ``(B, 2) -> (B,)``.
+
+    ``U4 = -log(exp(-½ ((z2 - w1)/0.4)²) + exp(-½ ((z2 - w1 + w3)/0.35)²))`` with
+    ``w3 = 3 σ((z1 - 1)/0.3)`` (Rezende and Mohamed 2015), by ``logsumexp``.
+    """
     z = _points(z, "energy_u4")
     z1, z2 = z[:, 0], z[:, 1]
     offset = z2 - _w1(z1)
@@ -294,6 +268,16 @@ def _frame_tiles(
 
 class EnergyTarget:
     """A 2D target ``π ∝ exp(-U)`` restricted to a box, with a smooth envelope for training.
+
+    U2-U4 do not grow with ``|z1|``, so ``exp(-U)`` has infinite mass on the plane: every
+    target is restricted to a box, ``[-4, 4]²`` (the paper's figure) by default, where
+    ``log Z_box`` is 1.878, 2.082, 2.642 and 2.685 nats for U1-U4 (U1 is normalizable on the
+    plane too, with all but ``1e-8`` of its mass in the box). A hard box would give
+    ``log π = -∞`` to every flow sample outside it, so training uses ``exp(-U - E) / Z`` with
+    the smooth envelope ``E`` (:func:`box_envelope`, :data:`DEFAULT_TAU`); its ``log Z`` is
+    1.878, 2.085, 2.645 and 2.689 nats. Both normalizers come from Simpson quadrature in
+    float64 (:func:`log_partition`): at the default 512 intervals per axis, halving the
+    resolution moves them by less than ``1e-6`` nats, so their error is below ``1e-7``.
 
     Args:
         name: short name, e.g. ``"U1"``.

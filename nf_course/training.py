@@ -1,22 +1,10 @@
-r"""Fit a :class:`~nf_course.core.Flow` by forward KL (maximum likelihood) or by reverse KL.
+"""Fitting a :class:`~nf_course.core.Flow` by forward KL (maximum likelihood on data) or by
+reverse KL (to an unnormalized log-density): :func:`fit`, its :class:`History`, and
+:func:`mean_nll`.
 
-Chapter 3 ("Fitting flows", the forward vs reverse KL of Isachenko's 2022 lecture 5) introduces both
-objectives and every later chapter trains with :func:`fit`: reverse-KL fits to the energies U1-U4
-(planar and Sylvester flows, chapter 5), maximum likelihood on 2D toy data (coupling, autoregressive
-and continuous flows) and on 8x8 digits with early stopping on a validation split (Glow, chapter 9).
-
-* Forward KL, :math:`\mathrm{KL}(\pi \| p_\theta) = -\mathbb{E}_\pi \log p_\theta(x) + C`: pass
-  ``data``, samples of :math:`\pi`; the loss is a minibatch's mean negative log-likelihood.
-* Reverse KL, :math:`\mathrm{KL}(p_\theta \| \pi) - \log Z = \mathbb{E}_{p_\theta}[\log p_\theta(x)
-  - \log \tilde\pi(x)]`: pass ``log_target``, the unnormalized :math:`\log \tilde\pi`; the loss is a
-  Monte Carlo estimate from reparametrized samples of the flow.
-
-Randomness. :func:`fit` draws its minibatches and its base noise from its own ``torch.Generator``
-seeded with ``seed``. Layers that draw randomness themselves (dropout, the Russian-roulette and
-Hutchinson log-det estimators) can only use torch's global RNG, since torch gives them no
-generator argument; :func:`fit` seeds that one too, inside :func:`torch.random.fork_rng`, so such
-flows are reproducible as well and the caller's global RNG state is the same after the call as
-before it. Two runs with the same seed and arguments give bitwise identical histories on CPU.
+Chapter: ``book/03_fitting_flows.md`` (every later chapter trains with :func:`fit`); tests:
+``tests/test_training.py``, ``tests/test_fits.py``; benchmarks: ``benchmarks/kl_2d.py``,
+``benchmarks/planar_energies.py``, ``benchmarks/digits_bpd.py`` and the other training runs.
 """
 
 from __future__ import annotations
@@ -114,6 +102,18 @@ def fit(
 ) -> History:
     """Train ``flow`` in place with AdamW and return its :class:`History`.
 
+    The loss is the forward KL up to a constant (the mean negative log-likelihood of a data
+    minibatch) when ``data`` is given, and the reverse KL up to ``log Z`` (a Monte Carlo
+    estimate from reparametrized samples of the flow) when ``log_target`` is.
+
+    Randomness: the minibatches and the base noise come from a ``torch.Generator`` of the run,
+    seeded with ``seed``. Layers that draw randomness themselves (dropout, the Russian-roulette
+    and Hutchinson log-det estimators) can only use torch's global RNG, since torch gives them
+    no generator argument: ``fit`` seeds that one too, inside :func:`torch.random.fork_rng`, so
+    such flows are reproducible as well and the caller's global RNG state is the same after the
+    call as before it. Two runs with the same seed and arguments give bitwise identical
+    histories on CPU.
+
     Args:
         flow: the flow to train.
         data: forward KL. Either a tensor ``(N, *shape)``, from which minibatches are drawn
@@ -124,7 +124,7 @@ def fit(
         steps: number of optimizer steps.
         batch_size: samples per step (data minibatch, or draws from the flow).
         lr: the initial learning rate.
-        seed: seeds every random draw of the run (see the module docstring).
+        seed: seeds every random draw of the run (see Randomness above).
         weight_decay: AdamW's decoupled weight decay (``0`` gives plain Adam).
         lr_schedule: ``"cosine"`` (decay to zero over ``steps``) or ``"constant"``.
         clip_grad_norm: clip the gradient's global norm to this value; ``None`` to not clip.

@@ -69,7 +69,7 @@ def make_course(root: Path, names: list[str], *, extra_config: str = "") -> Path
     return root
 
 
-def nbgrader(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def nbgrader(root: Path, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` in ``root`` and return the finished process (output captured)."""
     return subprocess.run(
         [sys.executable, "-m", "nbgrader", *args],
@@ -81,7 +81,7 @@ def nbgrader(root: Path, *args: str, timeout: float = 600) -> subprocess.Complet
     )
 
 
-def instructor(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def instructor(root: Path, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
     """Run the instructor tool ``python -m nf_course.instructor --root ROOT ARGS``."""
     return subprocess.run(
         [sys.executable, "-m", "nf_course.instructor", "--root", str(root), *args],

@@ -1,72 +1,11 @@
-r"""Autoregressive flows: the masked network MADE and the Gaussian layers MAF and IAF.
+"""Autoregressive flows: the masked network :class:`MADE` (built from :class:`MaskedLinear`) and
+the Gaussian autoregressive layers :class:`MAF` and :class:`IAF`.
 
-Lectures mirrored: Isachenko's lecture 5 (MIPT, 2021: autoregressive flows, the Gaussian
-autoregressive flow, MAF as stacked MADEs with different orderings, IAF by swapping the roles
-of :math:`x` and :math:`z`, the MAF / IAF / RealNVP cost table) and Isachenko's lecture 3
-(AI Masters, 2024: the Gaussian autoregressive NF, sequential generation and parallel inference,
-the triangular Jacobian).
-
-Papers: M. Germain, K. Gregor, I. Murray, H. Larochelle, *MADE: Masked Autoencoder for
-Distribution Estimation*, 2015; G. Papamakarios, T. Pavlakou, I. Murray, *Masked
-Autoregressive Flow for Density Estimation*, 2017; D. P. Kingma, T. Salimans, R. Jozefowicz,
-X. Chen, I. Sutskever, M. Welling, *Improved Variational Inference with Inverse Autoregressive
-Flow*, 2016.
-
-The Gaussian autoregressive flow
---------------------------------
-An autoregressive model with Gaussian conditionals,
-:math:`p(x) = \prod_i \mathcal N\big(x_i \mid \mu_i(x_{<i}), \sigma_i^2(x_{<i})\big)`, is a flow
-with base :math:`\mathcal N(0, I)`: write :math:`\sigma_i = e^{\alpha_i}`, then in the package's
-direction (``forward`` is data to noise)
-
-.. math::
-
-    z_i = \big(x_i - \mu_i(x_{<i})\big)\, e^{-\alpha_i(x_{<i})}
-    \quad\text{(normalizing, MAF's forward)},\qquad
-    x_i = \mu_i(x_{<i}) + e^{\alpha_i(x_{<i})}\, z_i
-    \quad\text{(generative, MAF's inverse)}.
-
-Here :math:`x_{<i}` means the coordinates that come before :math:`i` in a chosen *ordering*
-(a permutation of the coordinates; ``"natural"`` is :math:`1, \dots, D`).
-
-Jacobian. :math:`z_i` depends on :math:`x_i` and on earlier coordinates only, so with rows and
-columns sorted by the ordering :math:`\partial z / \partial x` is lower triangular and its
-determinant is the product of the diagonal, :math:`\partial z_i / \partial x_i =
-e^{-\alpha_i}`:
-
-.. math::
-
-    \log\left|\det \frac{\partial z}{\partial x}\right| = -\sum_i \alpha_i(x_{<i}),
-
-however complicated :math:`\mu` and :math:`\alpha` are; the generative map has
-:math:`+\sum_i \alpha_i`. The entries below the diagonal carry all the network's expressiveness
-and never enter the determinant.
-
-MADE. All :math:`\mu_i, \alpha_i` come out of *one* pass of a single network whose weight
-matrices are multiplied by binary masks, chosen so that output :math:`i` is connected only to
-inputs before :math:`i` (:class:`MADE`). Density evaluation (:math:`x \to z`) then costs one
-pass. Sampling cannot be parallel: :math:`x_i` needs :math:`\mu_i(x_{<i})`, which needs the
-earlier :math:`x_j` first, so it takes :math:`D` passes, one per coordinate.
-
-IAF. Exchanging the roles of :math:`x` and :math:`z` in the conditioner,
-:math:`x_i = \mu_i(z_{<i}) + e^{\alpha_i(z_{<i})} z_i`, gives the inverse autoregressive flow
-(:class:`IAF`): sampling (with its density) is now one pass and the density of a given
-:math:`x` takes :math:`D` passes. It suits variational inference and the reverse KL, which
-only sample; MAF suits maximum likelihood (the forward KL), which only evaluates densities.
-
-Cost, in conditioner passes for dimension :math:`D` (the table of Isachenko's 2021 lecture):
-
-=============  =====================================  ==========================
-model          density, ``forward`` (:math:`x\to z`)  sampling, ``inverse``
-=============  =====================================  ==========================
-MAF            1 pass                                 :math:`D` sequential passes
-IAF            :math:`D` sequential passes            1 pass
-RealNVP        1 pass                                 1 pass
-=============  =====================================  ==========================
-
-A coupling layer (:mod:`nf_course.bijectors.coupling`) is the special case in which one block
-of coordinates is left alone and the other block depends on the first one only; that is why it
-is cheap both ways, and why it needs several layers to be as expressive as one MAF layer.
+Chapter: ``book/07_autoregressive_flows.md`` (Germain et al. 2015, MADE; Papamakarios et al.
+2017, MAF; Kingma et al. 2016, IAF); tests: ``tests/test_autoregressive.py``; assignment:
+``solutions/05_autoregressive``; benchmarks: ``benchmarks/ar_costs.py``, ``benchmarks/kl_2d.py``,
+``benchmarks/peer_step.py``. Yang and Ryu (2020) write the layer from noise to data with the
+conditioner on the noise, ``x = t + s ⊙ z``: that is ``IAF.inverse`` here.
 """
 
 from __future__ import annotations
@@ -368,7 +307,7 @@ class IAF(_GaussianAutoregressive):
     :math:`z_i = (x_i - \mu_i(z_{<i}))\, e^{-\alpha_i(z_{<i})}` coordinate by coordinate,
     ``D`` passes, with log-determinant :math:`-\sum_i \alpha_i(z)`.
 
-    It is ``Inverse(MAF)`` up to a reparametrization of the conditioner (Isachenko's 2021 lecture:
+    It is ``Inverse(MAF)`` up to a reparametrization of the conditioner (Isachenko, MIPT 2021:
     :math:`\tilde\sigma = 1/\sigma`, :math:`\tilde\mu = -\mu/\sigma`); writing it in its own
     parameters keeps :math:`\mu, \alpha` the shift and log-scale of the sampling map, as in
     Kingma et al., and makes its errors name ``IAF``. A fresh layer is the identity.

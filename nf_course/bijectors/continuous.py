@@ -1,93 +1,11 @@
-r"""Continuous-time flows: the Neural ODE flow (CNF) and FFJORD.
+"""Continuous-time flows: :class:`CNF` (the Neural ODE flow, with an exact or a Hutchinson
+trace), :class:`FFJORD` and the default vector field :class:`TimeConditionedMLP`.
 
-Mathematics (Isachenko's lecture 3 (AI Masters, 2024), "continuous-in-time normalizing flows": Euler
-steps, Neural ODE, Picard's theorem, the Kolmogorov-Fokker-Planck special case, the :math:`O(m^2)`
-exact trace, Hutchinson's estimator, FFJORD; section 2.5 of Yang and Ryu's draft chapter on
-normalizing flows (2020); Chen, Rubanova, Bettencourt and Duvenaud, "Neural Ordinary Differential
-Equations", NeurIPS 2018; Grathwohl, Chen, Bettencourt, Sutskever and Duvenaud, "FFJORD: Free-form
-Continuous Dynamics for Scalable Reversible Generative Models", ICLR 2019).
-
-**The map.** A vector field :math:`f(z, t)`, Lipschitz in :math:`z` and continuous in
-:math:`t`, defines the ODE :math:`\mathrm dz/\mathrm dt = f(z(t), t)`. By the Picard-Lindelöf
-theorem every initial value has exactly one solution, so the time-:math:`t_1` map of the ODE
-is a bijection whatever the field (no constraint such as the Lipschitz bound < 1 of residual
-flows): the inverse runs the same ODE backwards in time. An Euler step
-:math:`z \mapsto z + \Delta t\, f(z, t)` is a residual layer; the ODE is their limit.
-
-**Direction.** In this package ``forward`` is data to noise. The data point is the initial
-value, :math:`x = z(t_0)`, and the noise the final one, :math:`z = z(t_1)`:
-
-.. math::
-
-    z = f(x) = x + \int_{t_0}^{t_1} f(z(t), t)\, \mathrm dt, \qquad
-    x = z + \int_{t_1}^{t_0} f(z(t), t)\, \mathrm dt.
-
-The lectures put the base distribution at :math:`t_0` and the data at :math:`t_1`; their field
-is ours run backwards, :math:`f_{\text{lecture}}(z, t) = -f(z, t_0 + t_1 - t)`.
-
-**The log-determinant and its sign.** Let :math:`J_t = \partial z(t) / \partial x`. Differentiating
-the ODE in :math:`x` gives :math:`\mathrm dJ_t/\mathrm dt = \frac{\partial f}{\partial z}(z(t),
-t)\, J_t` with :math:`J_{t_0} = I`, and Jacobi's formula
-:math:`\frac{\mathrm d}{\mathrm dt} \log|\det J_t| = \operatorname{tr}(J_t^{-1}\,
-\mathrm dJ_t/\mathrm dt)` turns it into
-
-.. math::
-
-    \frac{\mathrm d}{\mathrm dt} \log|\det J_t| = \operatorname{tr}
-    \frac{\partial f}{\partial z}(z(t), t), \qquad
-    \text{forward's } \log\left|\det \frac{\partial z}{\partial x}\right|
-    = \int_{t_0}^{t_1} \operatorname{tr} \frac{\partial f}{\partial z}(z(t), t)\, \mathrm dt.
-
-This is the instantaneous change of variables (the lecture's Kolmogorov-Fokker-Planck special
-case): if :math:`p_t` is the density of :math:`z(t)` then
-:math:`\mathrm d \log p_t(z(t))/\mathrm dt = -\operatorname{tr}(\partial f/\partial z)`, so
-:math:`\log p_Z(z) = \log p_X(x) - \int_{t_0}^{t_1} \operatorname{tr}(\partial f / \partial z)
-\,\mathrm dt`, that is :math:`\log p_X(x) = \log p_Z(z) + \text{forward's log\_det}`, the
-package's convention. ``inverse`` integrates the same trace from :math:`t_1` back to
-:math:`t_0`, which gives minus the integral. Both are solved jointly with the state, as one
-ODE for :math:`(z(t), \ell(t))` with :math:`\mathrm d\ell/\mathrm dt =
-\operatorname{tr}(\partial f/\partial z)` and :math:`\ell = 0` at the start. For a linear field
-:math:`f(z, t) = Az`, :math:`z(t_1) = e^{(t_1 - t_0)A} x` and the log-det is exactly
-:math:`(t_1 - t_0) \operatorname{tr} A`.
-
-**The trace.** ``trace="exact"``: the diagonal of :math:`\partial f/\partial z` by one
-autograd backward pass per coordinate, :math:`D` passes per evaluation of the field (the
-lecture's :math:`O(m^2)`: :math:`m` passes that each cost about one evaluation).
-``trace="hutchinson"``: for a random :math:`\varepsilon` with :math:`\mathbb E\varepsilon = 0`
-and :math:`\mathbb E \varepsilon\varepsilon^T = I`, :math:`\operatorname{tr} A = \mathbb E\,
-\varepsilon^T A \varepsilon`; one vector-Jacobian product :math:`\varepsilon^T
-\partial f/\partial z` per evaluation, whatever :math:`D`. As in FFJORD, :math:`\varepsilon` is
-drawn once per sample and per solve and held fixed along the path, so the log-det estimate is
-:math:`\varepsilon^T M \varepsilon` with :math:`M = \int_{t_0}^{t_1} \partial f/\partial z\,
-\mathrm dt` along the (noise-free) path: unbiased for :math:`\operatorname{tr} M`, the exact
-log-det. With :math:`S = (M + M^T)/2` (only the symmetric part enters
-:math:`\varepsilon^T M \varepsilon`), its variance is
-
-* Gaussian :math:`\varepsilon \sim \mathcal N(0, I)`: :math:`2\|S\|_F^2`;
-* Rademacher :math:`\varepsilon_i = \pm 1`: :math:`2(\|S\|_F^2 - \sum_i S_{ii}^2)`, since
-  :math:`\varepsilon_i^2 = 1` removes the diagonal's contribution.
-
-(For a symmetric :math:`M` these read :math:`2\|M\|_F^2` and :math:`2(\|M\|_F^2 - \sum_i
-M_{ii}^2)`.) Rademacher noise is never worse, by :math:`2\sum_i M_{ii}^2`, and much better
-when the diagonal dominates; :class:`FFJORD` uses it by default. The noise comes from the
-global generator, so ``torch.manual_seed`` reproduces an estimate.
-
-**Solver, tolerance and cost.** ``torchdiffeq.odeint`` (or ``odeint_adjoint``, which
-back-propagates by a second, reverse-time solve in :math:`O(1)` memory, Chen et al.) with an
-adaptive Runge-Kutta method, ``dopri5`` by default. Each step keeps its local error below
-``atol + rtol·|state|`` (an RMS norm over the whole batch, log-det included); the inverse is the
-reverse-time solve with the same tolerances, so ``inverse(forward(x))`` returns ``x`` up to
-the accumulated global error: the local errors, amplified by how much the flow stretches the
-space. Measured in float64: about ``1e-8`` at ``rtol = atol = 1e-9`` on the tests' small
-perturbed fields, about ``5e-4`` at the default ``1e-5`` for a default field (64 units) with
-every weight perturbed by ``N(0, 0.3²)``; tighten ``rtol`` and ``atol`` when the inverse must
-be accurate. Because the step sizes are chosen for the whole batch, a sample's result depends
-on the rest of the batch only at that level of error. A fixed-step solver (``"euler"``, ...)
-is not inverted exactly by its reverse-time run: its error is that of the method at
-``step_size``.
-Cost of either direction: NFE evaluations of the field (attribute ``nfe``), each with
-:math:`D` backward passes (exact) or one (Hutchinson); the NFE grows as the tolerances
-tighten and as the dynamics become stiffer during training.
+Chapters: ``book/10_neural_ode.md`` (Chen et al. 2018) and ``book/11_ffjord.md`` (Grathwohl et
+al. 2019; Hutchinson 1989); tests: ``tests/test_continuous.py``; assignment:
+``solutions/08_continuous``; benchmarks: ``benchmarks/cnf_trace.py``, ``benchmarks/kl_2d.py``.
+``forward`` runs from the data at ``t0`` to the noise at ``t1``; Isachenko (AI Masters, 2024)
+runs from noise to data, so his field is ours reversed, ``-f(z, t0 + t1 - t)``.
 """
 
 from __future__ import annotations
@@ -207,7 +125,28 @@ class CNF(Bijector):
 
     ``forward(x)`` solves from ``t0`` to ``t1`` and returns ``(z(t1), ∫ tr ∂f/∂z dt)``;
     ``inverse(z)`` solves from ``t1`` back to ``t0`` and returns ``(z(t0), -∫ tr ∂f/∂z dt)``,
-    to the solver's tolerance (module docstring). ``log p(x) = log p_Z(z) + log_det``.
+    to the solver's tolerance (see Accuracy below). ``log p(x) = log p_Z(z) + log_det``. The
+    state and its log-det are one ODE, ``d(z, ℓ)/dt = (f(z, t), tr ∂f/∂z)`` with ``ℓ = 0`` at
+    the start.
+
+    Hutchinson's trace: as in FFJORD, ``ε`` is drawn once per sample and per solve and held
+    fixed along the path, so the log-det estimate ``εᵀ (∫ ∂f/∂z dt) ε`` is unbiased for the
+    exact log-det. It comes from the global generator: ``torch.manual_seed`` reproduces it.
+
+    Accuracy: each step of an adaptive solver keeps its local error below
+    ``atol + rtol·|state|`` (an RMS norm over the whole batch, log-det included), and
+    ``inverse`` is the reverse-time solve with the same tolerances, so ``inverse(forward(x))``
+    returns ``x`` up to the accumulated global error. Measured in float64: about ``1e-8`` at
+    ``rtol = atol = 1e-9`` on the tests' small perturbed fields, about ``5e-4`` at the default
+    ``1e-5`` for a default field with every weight perturbed by ``N(0, 0.3²)``; tighten
+    ``rtol`` and ``atol`` when the inverse must be accurate. As the steps are chosen for the
+    whole batch, a sample's result depends on the rest of the batch at that level of error. A
+    fixed-step solver is not inverted exactly by its reverse-time run: its error is that of the
+    method at ``step_size``.
+
+    Cost of either direction: ``nfe`` evaluations of the field, each with ``D`` backward passes
+    (exact trace) or one vector-Jacobian product (Hutchinson); the NFE grows as the tolerances
+    tighten and as the dynamics stiffen during training.
 
     Args:
         dim: the dimension ``D``.
@@ -399,7 +338,8 @@ class FFJORD(CNF):
     One vector-Jacobian product per evaluation of the field instead of ``D`` backward passes,
     which makes free-form fields affordable in high dimension. Defaults: ``trace="hutchinson"``
     and ``noise="rademacher"``, whose variance ``2(‖S‖_F² − Σ S_ii²)`` is never above the
-    Gaussian ``2‖S‖_F²`` (module docstring). All arguments are those of :class:`CNF`; set
+    Gaussian ``2‖S‖_F²``, with ``S`` the symmetric part of the integrated Jacobian (derived in
+    ``book/11_ffjord.md``). All arguments are those of :class:`CNF`; set
     ``model.trace = "exact"`` for a deterministic evaluation (cheap in 2D).
     """
 

@@ -1,74 +1,12 @@
-r"""Coupling layers: NICE's additive coupling and RealNVP's affine coupling, for vectors and images.
+"""Coupling layers: NICE's additive coupling and RealNVP's affine coupling, for vectors and
+images, with their conditioner networks (:func:`mlp`, :func:`conv_net`).
 
-Lectures mirrored: Isachenko's lecture 5 (MIPT, 2021: coupling law, RealNVP, image partitioning, the
-MAF / IAF / RealNVP cost table, RealNVP as a special case of MAF and IAF), Isachenko's lecture 3 (AI
-Masters, 2024: RealNVP with checkerboard and channel-wise partitions) and Yang and Ryu's draft
-chapter of 2020 (section 2.3.1 "Affine coupling" and 2.4, how NICE, RealNVP and Glow split and
-shuffle their inputs).
-
-Papers: L. Dinh, D. Krueger, Y. Bengio, *NICE: Non-linear Independent Components
-Estimation*, 2015; L. Dinh, J. Sohl-Dickstein, S. Bengio, *Density estimation using Real NVP*,
-2017; D. P. Kingma, P. Dhariwal, *Glow: Generative Flow with Invertible 1x1 Convolutions*, 2018.
-
-The coupling idea
------------------
-A binary mask :math:`b` splits a sample into a conditioning part :math:`x_A` (where
-:math:`b = 1`) and a transformed part :math:`x_B` (where :math:`b = 0`). The normalizing map
-(data to noise, the package's ``forward``) leaves :math:`x_A` alone and moves :math:`x_B` by an
-elementwise invertible *coupling law* whose parameters come from a *conditioner* network that
-reads only :math:`x_A`:
-
-.. math::
-
-    z_A = x_A, \qquad z_B = x_B \odot \exp\big(s(x_A)\big) + t(x_A)
-    \quad\text{(affine, RealNVP)}, \qquad z_B = x_B + t(x_A) \quad\text{(additive, NICE)}.
-
-The conditioner :math:`(s, t)` never has to be inverted, so it can be any network. Because
-:math:`z_A = x_A`, the inverse (noise to data) recomputes the same :math:`s, t` from
-:math:`z_A` and solves the elementwise law:
-
-.. math::
-
-    x_A = z_A, \qquad x_B = \big(z_B - t(z_A)\big) \odot \exp\big(-s(z_A)\big).
-
-Jacobian. Ordering the coordinates as :math:`(A, B)`, the Jacobian is block lower triangular,
-
-.. math::
-
-    \frac{\partial z}{\partial x} =
-    \begin{pmatrix} I & 0 \\ \partial z_B / \partial x_A & \operatorname{diag}(e^{s(x_A)})
-    \end{pmatrix},
-    \qquad
-    \log\left|\det \frac{\partial z}{\partial x}\right| = \sum_{i \in B} s_i(x_A),
-
-and the inverse has log-determinant :math:`-\sum_i s_i(z_A)`. The block
-:math:`\partial z_B / \partial x_A` holds all the network's complexity and never enters the
-determinant. With the additive law :math:`s \equiv 0`: the determinant is exactly one, the
-layer is *volume preserving*, and NICE needs a separate diagonal scaling to change volume.
-
-Cost. A coupling layer is the autoregressive flow in which the first block is left alone
-(:math:`\mu_i = 0, \sigma_i = 1` for :math:`i \in A`) and every coordinate of :math:`B`
-depends on :math:`x_A` only: a special case of both MAF and IAF. That restriction buys one
-network pass in *both* directions (the table of Isachenko's 2021 lecture, for dimension :math:`m`):
-
-=============  =====================  ==================
-model          density :math:`p(x)`   sampling
-=============  =====================  ==================
-MAF            1 pass                 :math:`m` passes
-IAF            :math:`m` passes       1 pass
-RealNVP        1 pass                 1 pass
-=============  =====================  ==================
-
-The price is that one layer leaves :math:`x_A` untouched, so layers are stacked with
-alternating masks (``parity`` flips the mask). Each transformed coordinate depends on itself
-and on :math:`x_A` only, not on the other coordinates of :math:`B`; hence two layers with
-opposite parities couple every pair of coordinates only when one of the two parts has a single
-element (as in 2D), and three layers are needed in general (Yang and Ryu, 2020, question 2).
-
-Notation. The Isachenko lectures write the same direction as here (:math:`z = f(x)`), with
-:math:`x_{1:d}` for :math:`x_A`; Isachenko's 2024 lecture puts the scale in the generative direction
-(:math:`x_2 = z_2 \odot \sigma + \mu`) and Yang-Ryu likewise write :math:`x_b = s \odot z_b + t`.
-Since a coupling is equally cheap both ways, that only swaps :math:`s` for :math:`-s`.
+Chapter: ``book/08_coupling_flows.md`` (Dinh et al. 2015, NICE; Dinh et al. 2017, RealNVP); the
+spline coupling is in :mod:`nf_course.bijectors.spline`; tests: ``tests/test_coupling.py``;
+assignment: ``solutions/04_coupling``; benchmarks: ``benchmarks/kl_2d.py``,
+``benchmarks/peer_step.py``, ``benchmarks/ar_costs.py``. Isachenko (AI Masters, 2024) and Yang
+and Ryu (2020) put the scale in the generative direction; here it multiplies in ``forward``, so
+their scale is ``exp(-s)``.
 """
 
 from __future__ import annotations
@@ -265,7 +203,7 @@ class AffineCoupling(_VectorCoupling):
 class AffineCoupling2d(Bijector):
     r"""RealNVP's affine coupling for images ``(B, C, H, W)`` with a convolutional conditioner.
 
-    Masks (Isachenko's 2024 lecture, "image partitioning"):
+    Masks (Isachenko, AI Masters 2024, "image partitioning"):
 
     * ``"checkerboard"``: pixel ``(i, j)`` conditions when ``i + j + parity`` is even, in every
       channel. The conditioner reads :math:`b \odot x` (the moved pixels set to zero) and its

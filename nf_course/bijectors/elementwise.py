@@ -1,28 +1,10 @@
-r"""Elementwise bijectors: maps that act on each coordinate separately.
+"""Elementwise bijectors: the diagonal affine map :class:`ElementwiseAffine` and RealNVP's logit
+pre-processing of images, :class:`Logit` (Dinh et al. 2017).
 
-Mathematics (Isachenko's 2022 lecture 5, "Jacobian structure"). A map :math:`z_i = h_i(x_i)` has a
-diagonal Jacobian, so :math:`\log|\det \partial f/\partial x| = \sum_i \log|h_i'(x_i)|`: O(D) per
-sample in both directions. Alone such a map cannot correlate coordinates; it rescales and shifts
-them, and it pre-processes data (the logit transform of RealNVP, Dinh et al. 2017).
-
-**Logit pre-processing** (:class:`Logit`). Dequantized images live in the bounded box
-:math:`(0, K)^D`, while a flow with a Gaussian base maps onto all of :math:`\mathbb R^D`.
-RealNVP (Dinh, Sohl-Dickstein and Bengio, *Density estimation using Real NVP*, ICLR 2017,
-section 4.1) therefore models the density of the logits of the pixels, kept away from the
-ends of :math:`(0, 1)` by :math:`\alpha` so that no value lands at :math:`\pm\infty`:
-
-.. math::
-
-    p = \alpha + (1 - 2\alpha)\, \frac{y}{K}, \qquad z = \operatorname{logit}(p) = \log p -
-    \log(1 - p), \qquad \log \left|\frac{dz}{dy}\right| = \log \frac{1 - 2\alpha}{K} - \log p -
-    \log(1 - p).
-
-The inverse is :math:`y = K\,(\sigma(z) - \alpha) / (1 - 2\alpha)` with
-:math:`\log |dy/dz| = \log \frac{K}{1 - 2\alpha} + \log \sigma(z) + \log \sigma(-z)`.
-This symmetric form, which keeps ``y = K/2`` at ``z = 0``, is the one of FFJORD's
-``LogitTransform``; RealNVP uses :math:`\alpha = 0.05`. The log-determinant enters the
-log-likelihood, so bits/dim measured through :class:`Logit` are still those of the data in
-unit-bin space.
+Chapters: ``book/04_linear_flows.md`` (diagonal Jacobians) and ``book/09_glow.md`` (the logit
+before the digits flows); tests: ``tests/test_elementwise.py``; no assignment; benchmarks:
+``benchmarks/digits_baselines.py`` and, through :func:`nf_course.pretrained.digits_flow`,
+``benchmarks/digits_bpd.py``.
 """
 
 from __future__ import annotations
@@ -90,6 +72,13 @@ class Logit(Bijector):
     It has no parameters and computes in the dtype of its input. The domain is not checked
     (that would need a data-dependent branch, which ``torch.func`` transforms reject): values
     outside ``[0, K]`` may give ``nan``.
+
+    With ``p = α + (1 - 2α) y / K``: ``z = log p - log(1 - p)`` and
+    ``log|dz/dy| = log((1 - 2α)/K) - log p - log(1 - p)``; the inverse is
+    ``y = K (σ(z) - α) / (1 - 2α)`` with ``log|dy/dz| = log(K/(1 - 2α)) + log σ(z) + log σ(-z)``.
+    This symmetric form, which keeps ``y = K/2`` at ``z = 0``, is that of FFJORD's
+    ``LogitTransform``. The log-det enters the log-likelihood, so bits/dim measured through
+    ``Logit`` are still those of the data in unit-bin space.
 
     Args:
         bins: ``K``, the upper end of the data range (17 for the 8x8 digits, 256 for 8-bit

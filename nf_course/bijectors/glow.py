@@ -1,71 +1,12 @@
-r"""Glow: activation normalization, squeeze, the flow step and the multi-scale architecture.
+"""Glow: activation normalization (:class:`ActNorm`), squeeze (:class:`Squeeze`), the flow step
+(:class:`GlowStep`) and the multi-scale architecture with factor-out (:class:`Glow`).
 
-Mathematics (Isachenko's 2024 lecture 3, "Glow"; Yang and Ryu, 2020, §2.4.1 "multi-scale
-architecture" and §2.4.3 "Glow: a case study"; Dinh, Sohl-Dickstein and Bengio 2017, "Density
-estimation using Real NVP"; Kingma and Dhariwal 2018, "Glow: Generative flow with invertible 1x1
-convolutions").
-
-**ActNorm** (:class:`ActNorm`). A per-channel affine map with location :math:`\mu_c` and
-log-scale :math:`\log\sigma_c`, the same at every pixel,
-
-.. math::
-
-    z_{c,i,j} = (x_{c,i,j} - \mu_c)\, e^{-\log\sigma_c},
-    \qquad
-    \log\left|\det\frac{\partial f}{\partial x}\right| = -H \cdot W \sum_{c=1}^{C} \log\sigma_c .
-
-The Jacobian is diagonal and each :math:`e^{-\log\sigma_c}` appears once per pixel, hence the
-factor :math:`H \cdot W` (for vectors ``(B, C)`` the factor is 1). The parameters are initialized
-from the data: on the first batch passed to ``forward``, :math:`\mu_c` and :math:`\sigma_c` are
-set to the per-channel mean and standard deviation, so that the first output has zero mean and
-unit variance per channel. From then on they are ordinary trainable parameters and no batch
-statistics are used, so every sample is transformed independently of the others.
-
-**Squeeze** (:class:`Squeeze`, space-to-depth). Each :math:`2 \times 2` block of pixels of a
-channel becomes four channels of one pixel: ``(C, H, W) -> (4C, H/2, W/2)``. Every output
-element is one input element, each used once: the map is a permutation of the coordinates,
-its Jacobian a permutation matrix, :math:`|\det| = 1` and the log-det is exactly 0. It trades
-spatial size for channels, so that a channel-split coupling has channels to split (a 1-channel
-digit becomes 4 channels) and the 3x3 convolutions of later levels see a wider neighbourhood.
-
-**Flow step** (:class:`GlowStep`). ActNorm, then an invertible 1x1 convolution
-(:class:`~nf_course.bijectors.linear.InvConv1x1`, a learned channel permutation), then an
-affine coupling that splits the channels in halves
-(:class:`~nf_course.bijectors.coupling.AffineCoupling2d` with ``mask="channel"``).
-
-**Multi-scale architecture with factor-out** (:class:`Glow`). With :math:`h_0 = x`, level
-:math:`i = 1, \dots, L` squeezes :math:`h_{i-1}` and applies :math:`K` flow steps, giving
-:math:`f_i(h_{i-1})`; for :math:`i < L` its channels are split in halves,
-:math:`(z_i, h_i) = f_i(h_{i-1})`: :math:`z_i` goes straight to the latent, :math:`h_i` continues.
-The last level keeps everything, :math:`z_L = f_L(h_{L-1})`, and
-:math:`z = \operatorname{concat}(z_1, \dots, z_L)`.
-
-This is still a bijection: it is the composition of the maps
-:math:`(z_1, \dots, z_{i-1}, h_{i-1}) \mapsto (z_1, \dots, z_{i-1}, z_i, h_i)`, each the identity
-on the parts already factored out and a bijection :math:`f_i` on the rest (followed by a
-reshaping, which only relabels coordinates). The Jacobian of each is block diagonal,
-:math:`\operatorname{diag}(I, \partial f_i / \partial h_{i-1})`, so the Jacobian of the whole map
-is block triangular in the order :math:`(z_1, \dots, z_L)` (:math:`z_i` depends only on
-:math:`h_0, \dots, h_{i-1}`, never on later levels) and its log-determinant is the sum of those
-of the levels: :math:`\log|\det \partial z / \partial x| = \sum_i \log|\det \partial f_i /
-\partial h_{i-1}|`. The inverse runs the levels backwards, concatenating each :math:`z_i` back
-to :math:`h_i` before inverting :math:`f_i`.
-
-Why factor out: the factored part needs no further layers, so each level works on half the elements
-of the previous one, and the whole network costs about twice its first level however many levels it
-has (Yang and Ryu, 2020, §2.4.1). The parts :math:`z_1, \dots, z_L` have gone through more and more
-layers and tend to hold finer to coarser structure.
-
-**Costs** per sample, for an image :math:`(C, H, W)` with :math:`N = C H W` elements:
-ActNorm :math:`O(N)` with log-det :math:`O(C)`; squeeze :math:`O(N)` (a copy) with log-det
-free; a flow step is dominated by the coupling's 3x3 convolutions, :math:`O(H W \cdot
-\text{hidden}^2)`, while its 1x1 convolution costs :math:`O(H W C^2)` with an :math:`O(C)`
-log-det in the LU parametrization. Level :math:`i` works on :math:`N / 2^{i-1}` elements.
-
-A note for readers of the seed's §2.4.3 sketch: there the 1x1 convolution returns
-:math:`-H W \log|\det W|` in its forward direction, the opposite sign of its coupling's log-det,
-and the coupling sums its log-scale over the whole batch; here every log-det is per sample and
-has the sign given by the change-of-variables formula.
+Chapter: ``book/09_glow.md`` (Kingma and Dhariwal 2018; Dinh et al. 2017 for the multi-scale
+architecture); the 1x1 convolution is in :mod:`nf_course.bijectors.linear`; tests:
+``tests/test_glow.py``; assignment: ``solutions/06_glow``; benchmarks: ``benchmarks/digits_bpd.py``,
+``benchmarks/kl_2d.py``. The reference code of Yang and Ryu (2020, §2.4.3) gives the 1x1
+convolution's log-det the opposite sign and sums the coupling's over the batch; here every
+log-det is per sample, with the sign of the change of variables.
 """
 
 from __future__ import annotations

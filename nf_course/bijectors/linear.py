@@ -1,67 +1,11 @@
-r"""Permutations and linear flows: full, LU- and QR-parametrized matrices, Glow's 1x1 convolution.
+"""Linear flows and permutations: invertible matrices (:class:`DenseMatrix`, :class:`LUMatrix`,
+:class:`QRMatrix`) in ``z = W x + b`` (:class:`Linear`, :class:`LinearLU`, :class:`LinearQR`),
+Glow's invertible 1x1 convolution (:class:`InvConv1x1`) and fixed permutations
+(:class:`Permutation`, :class:`Reverse`).
 
-Mathematics (Isachenko's lecture 5 of 2022 and of 2021, "linear flows", and his 2024 lecture 3,
-"linear normalizing flows"; Kingma and Dhariwal 2018 for the invertible 1x1 convolution).
-
-**The Jacobian of a linear map is its matrix.** For :math:`z = f(x) = W x + b` with an invertible
-:math:`W \in \mathbb{R}^{D \times D}`, :math:`\partial z_i / \partial x_j = W_{ij}`, so
-
-.. math::
-
-    \log\left|\det \frac{\partial f}{\partial x}\right| = \log|\det W|,
-    \qquad x = g(z) = W^{-1}(z - b), \qquad
-    \log\left|\det \frac{\partial g}{\partial z}\right| = -\log|\det W|,
-
-the same value for every sample. (Isachenko's 2024 lecture writes :math:`J_f = W^T`, the Jacobian in
-the other layout; the determinant is the same.) A permutation :math:`z = P x` is the special case of
-a permutation matrix: :math:`|\det P| = 1`, log-det 0.
-
-**Cost.** With a general :math:`W`, computing :math:`W x` is :math:`O(D^2)` per sample, but
-:math:`\log|\det W|` (``torch.linalg.slogdet``) and solving :math:`W x = z - b`
-(``torch.linalg.solve``) each factorize :math:`W` in :math:`O(D^3)` per call (then the solve
-costs :math:`O(D^2)` per sample). That is :class:`Linear`.
-
-**Triangular factors make both cheap.** The determinant of a triangular matrix is the product of
-its diagonal, and a triangular system is solved by substitution in :math:`O(D^2)`. So write
-:math:`W` as a product of factors whose determinants and inverses are cheap, and fit the factors
-instead of :math:`W` (the decomposition is done once, at initialization):
-
-* **LU** (:class:`LinearLU`, :class:`InvConv1x1`): :math:`W = P L U` with :math:`P` a fixed
-  permutation matrix, :math:`L` lower triangular with unit diagonal and :math:`U` upper triangular
-  with diagonal :math:`s_i = \operatorname{sign}_i \cdot \exp(\log|s_i|)`. Then
-  :math:`\log|\det W| = \sum_i \log|s_i|` in :math:`O(D)` (:math:`|\det P| = 1`,
-  :math:`\det L = 1`), and
-  :math:`W^{-1} v = U^{-1} L^{-1} P^T v` by two triangular solves, :math:`O(D^2)` per sample.
-  The lectures ask for positive diagonals on both :math:`L` and :math:`U`; here, as in Glow, the
-  diagonal of :math:`L` is fixed to one (its scale would duplicate that of :math:`U`) and the
-  signs of :math:`s` are frozen from the initial matrix, so that :math:`\det W` may be negative.
-* **QR** (:class:`LinearQR`): :math:`W = Q R` with :math:`Q` orthogonal and :math:`R` upper
-  triangular with positive diagonal :math:`r = \exp(\log r)`. Then
-  :math:`\log|\det W| = \sum_i \log r_i` (:math:`|\det Q| = 1`) and
-  :math:`W^{-1} v = R^{-1} Q^T v`: no solve at all for :math:`Q`, one triangular solve for
-  :math:`R`.
-
-Summary (per sample; in brackets, a per-call term that does not grow with the batch):
-
-============  ============  ================  ==========================================
-layer         forward Wx    log|det W|        inverse
-============  ============  ================  ==========================================
-``Linear``    O(D²)         [O(D³)] slogdet   O(D²) [+ O(D³)] ``torch.linalg.solve``
-``LinearLU``  O(D²)         O(D): Σ log|s|    O(D²): two triangular solves and Pᵀ
-``LinearQR``  O(D²)         O(D): Σ log r     O(D²): Qᵀ and one triangular solve
-============  ============  ================  ==========================================
-
-No such parametrization reaches every invertible matrix: those with :math:`\det W > 0` and those
-with :math:`\det W < 0` are two disconnected sets, and training moves the parameters continuously,
-so :math:`W` never leaves the set it starts in. Here the initial matrix fixes the sign (the
-buffer ``sign_s`` for LU, the parity of the number of Householder reflections for QR).
-
-**Invertible 1x1 convolution** (:class:`InvConv1x1`, Glow). On an image :math:`(C, H, W)` the same
-:math:`C \times C` matrix mixes the channels of every pixel. The Jacobian is block diagonal with
-:math:`H \cdot W` copies of the matrix, so the log-det is :math:`H \cdot W \cdot \log|\det W|`.
-
-Every matrix is rebuilt from its parameters at each call: nothing derived from the parameters
-(a product, an inverse, a decomposition) is cached, so an optimizer step is always seen.
+Chapter: ``book/04_linear_flows.md`` (Kingma and Dhariwal 2018 for the 1x1 convolution); tests:
+``tests/test_linear.py``; assignment: ``solutions/02_linear_flows``; benchmark:
+``benchmarks/kl_2d.py`` (``LinearLU`` in its Glow-style stack).
 """
 
 from __future__ import annotations
@@ -117,7 +61,8 @@ class InvertibleMatrix(nn.Module):
     * ``solve(v)``: ``W⁻¹ v``, ``(D, N) -> (D, N)``, without forming ``W⁻¹``;
     * ``log_abs_det()``: ``log|det W|``, a 0-dimensional tensor.
 
-    Everything is recomputed from the parameters at each call.
+    Everything is recomputed from the parameters at each call: nothing derived from them (a
+    product, an inverse, a decomposition) is cached, so an optimizer step is always seen.
     """
 
     dim: int
@@ -173,12 +118,15 @@ class DenseMatrix(InvertibleMatrix):
 
 
 class LUMatrix(InvertibleMatrix):
-    """``W = P L U``: the LU parametrization (Isachenko's 2022 and 2024 lectures; Glow).
+    """``W = P L U``: the LU parametrization (Isachenko, Ozon Masters 2022, AI Masters 2024; Glow).
 
     At initialization a random orthogonal ``W₀`` is decomposed once, ``W₀ = P L U``
     (``torch.linalg.lu``); from then on the factors are the parameters. ``P`` and the signs of the
     diagonal ``s`` of ``U`` stay fixed (buffers); ``L``, the strictly upper part of ``U`` and
-    ``log|s|`` are trained.
+    ``log|s|`` are trained. The lectures ask for positive diagonals on both ``L`` and ``U``;
+    here, as in Glow, ``L`` has a unit diagonal (a free one would duplicate the scale of ``U``)
+    and the frozen signs of ``s`` let ``det W`` be negative. Training cannot change the sign of
+    ``det W`` anyway: ``W₀`` chooses it.
 
     Args:
         dim: the size ``D``.
@@ -229,8 +177,8 @@ class LUMatrix(InvertibleMatrix):
 
 
 class QRMatrix(InvertibleMatrix):
-    """``W = Q R`` with ``Q`` a product of Householder reflections (Isachenko's 2022 and 2024
-    lectures).
+    """``W = Q R`` with ``Q`` a product of Householder reflections (Isachenko, Ozon Masters
+    2022, AI Masters 2024).
 
     ``Q = H_1 H_2 ⋯ H_D`` with ``H_k = I - 2 v_k v_kᵀ / ‖v_k‖²``, and ``R`` upper triangular with
     positive diagonal ``r = exp(log_r)``.

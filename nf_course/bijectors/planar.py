@@ -1,115 +1,11 @@
-r"""Planar, Sylvester and radial flows: residual maps with a cheap (low-rank) determinant.
+"""Planar, Sylvester and radial flows: residual maps whose log-determinant is cheap by the
+matrix determinant lemma (:class:`Planar`, :class:`Sylvester`, :class:`Radial`).
 
-Mathematics (Isachenko's lecture 5 (Ozon Masters, 2022), "residual flows"; Grover's lecture 7
-(UCLA), "planar flows"; section 2.3.3 of Yang and Ryu's draft chapter on normalizing flows (2020);
-Rezende and Mohamed, "Variational Inference with Normalizing Flows", ICML 2015; van den Berg,
-Hasenclever, Tomczak and Welling, "Sylvester Normalizing Flows for Variational Inference", UAI
-2018).
-
-**Direction.** The lectures write the planar map in the generative direction,
-:math:`x = f(z) = z + u\,h(w^T z + b)` (Grover, Yang-Ryu; Isachenko calls it :math:`g` with
-:math:`v` for :math:`u`), as Rezende and Mohamed do. In this package ``forward`` is data to noise,
-and :class:`Planar` puts the residual map there, with the letters swapped:
-
-.. math::
-
-    z = f(x) = x + \hat u\, h(w^T x + b), \qquad h = \tanh,
-
-so ``Planar.forward`` is cheap and ``Planar.inverse`` is solved numerically. The lectures' flow,
-cheap for *sampling*, is ``nf_course.Inverse(Planar(dim))``: its ``inverse`` (the generative
-direction, which :meth:`nf_course.Flow.sample_and_log_prob` and hence
-:meth:`nf_course.Flow.reverse_kl` call) is the closed-form residual map with its closed-form
-log-det, and its ``forward`` is the root finding. So
-
-* reverse-KL fits of the energies U1-U4 (:mod:`nf_course.targets`), as in Rezende and Mohamed,
-  use ``Flow(Compose(*[Inverse(Planar(2, seed=k)) for k in range(K)]), StandardNormal(2))`` and
-  never run an iterative solve;
-* maximum-likelihood fits (``Flow.log_prob``, ``Flow.forward_kl``) use ``Planar`` itself, which
-  evaluates densities in closed form and samples by root finding.
-
-The same holds for :class:`Sylvester`.
-
-**Matrix determinant lemma.** For vectors :math:`u, w \in \mathbb R^D`,
-:math:`\det(I_D + u w^T) = 1 + w^T u`. The Jacobian of the planar map is a rank-one update of
-the identity, :math:`\partial f / \partial x = I + \hat u\, \psi(x)^T` with
-:math:`\psi(x) = h'(w^T x + b)\, w`, hence
-
-.. math::
-
-    \log\left|\det \frac{\partial f}{\partial x}\right| = \log\left|1 + \hat u^T \psi(x)\right|
-    = \log\left|1 + h'(w^T x + b)\, w^T \hat u\right|,
-
-:math:`O(D)` per sample instead of the :math:`O(D^3)` of a general determinant.
-
-**Invertibility and the** :math:`\hat u` **construction.** Write :math:`x = x_\perp + \alpha\,
-w / \|w\|^2` with :math:`\alpha = w^T x` and :math:`w^T x_\perp = 0`. Then
-:math:`w^T f(x) = \alpha + (w^T \hat u)\, h(\alpha + b)`: the map acts on the scalar
-:math:`\alpha` alone, and it is a bijection of :math:`\mathbb R^D` exactly when this scalar map is
-a bijection of :math:`\mathbb R`. Its derivative is :math:`1 + (w^T\hat u)\,h'(\alpha + b)`, and
-since :math:`0 < h' \le 1` for :math:`\tanh`, the condition :math:`w^T \hat u > -1` makes it
-strictly increasing, and onto since :math:`h` is bounded (Rezende and Mohamed, appendix A.1;
-Yang-Ryu state it as :math:`u^T w > -1`; :math:`w^T \hat u = -1` still gives a bijection, with
-a singular Jacobian where :math:`h' = 1`). The free parameter :math:`u` is mapped to
-
-.. math::
-
-    \hat u = u + \bigl(m(w^T u) - w^T u\bigr) \frac{w}{\|w\|^2}, \qquad
-    m(a) = -1 + \operatorname{softplus}(a),
-
-and the one-line proof is :math:`w^T \hat u = w^T u + (m(w^T u) - w^T u)\, w^T w / \|w\|^2
-= m(w^T u) > -1`. The division is by :math:`\|w\|^2`, not :math:`\|w\|`: with :math:`\|w\|` one
-gets :math:`w^T \hat u = w^T u + (m(w^T u) - w^T u)\|w\|`, which is below :math:`-1` whenever
-:math:`\|w\| < 1` and :math:`w^T u \ll -1` (the tests exhibit such a case). In the code the scalar
-:math:`w^T \hat u` is taken as :math:`m(w^T u)` directly, so rounding never pushes it below -1.
-
-**Sylvester's determinant identity.** For :math:`A \in \mathbb R^{D \times m}` and
-:math:`B \in \mathbb R^{m \times D}`, :math:`\det(I_D + A B) = \det(I_m + B A)`. The Sylvester
-flow (van den Berg et al.) uses :math:`m` hidden units,
-
-.. math::
-
-    z = f(x) = x + Q R\, h(\tilde R Q^T x + b),
-
-with :math:`Q \in \mathbb R^{D \times m}` of orthonormal columns (:math:`Q^T Q = I_m`) and
-:math:`R, \tilde R` upper triangular :math:`m \times m`. With :math:`A = QR`,
-:math:`B = \operatorname{diag}(h')\tilde R Q^T` the identity gives
-:math:`\det(I_m + \operatorname{diag}(h') \tilde R R)`, a triangular matrix, so
-
-.. math::
-
-    \log\left|\det \frac{\partial f}{\partial x}\right|
-    = \sum_{i=1}^m \log\left|1 + R_{ii} \tilde R_{ii}\, h'\bigl((\tilde R Q^T x + b)_i\bigr)\right|,
-
-:math:`O(Dm)` per sample. The map is invertible when :math:`R_{ii}\tilde R_{ii} > -1/\sup h' = -1`
-(proved by van den Berg et al.): the inverse below solves one increasing scalar equation per
-hidden unit. Here :math:`R_{ii} = e^{\rho_i} > 0` and
-:math:`\tilde R_{ii} = m(a_i)\, e^{-\rho_i}`, so :math:`R_{ii}\tilde R_{ii} = m(a_i) > -1` for all
-parameters: the :math:`\hat u` construction applied to each diagonal pair (the paper bounds both
-diagonals with :math:`\tanh` instead, which caps :math:`|R_{ii}\tilde R_{ii}|` at one).
-:math:`Q` is the first :math:`m` columns of a product of :math:`m` Householder reflections
-(``torch.linalg.householder_product``), orthonormal up to rounding for every parameter value.
-
-**Numeric inverses.** Planar: with :math:`\gamma = w^T z` and :math:`c = w^T \hat u`, solve
-:math:`\alpha + c \tanh(\alpha + b) = \gamma` for :math:`\alpha`, which lies in the bracket
-:math:`[\gamma - |c|, \gamma + |c|]` because :math:`|\tanh| \le 1`, then
-:math:`x = z - \hat u \tanh(\alpha + b)`. Sylvester: the part of :math:`x` orthogonal to the
-columns of :math:`Q` is that of :math:`z`, and :math:`y = Q^T x` solves
-:math:`y + R\,h(\tilde R y + b) = Q^T z`, a triangular system of scalar equations (unknown
-:math:`y_i` appears only in rows :math:`\le i`) solved from :math:`i = m` down to 1, each of the
-planar form :math:`y_i + R_{ii} \tanh(\tilde R_{ii} y_i + \beta_i) = \gamma_i`. Every scalar
-equation is solved by safeguarded Newton (a Newton step when it stays inside the bracket,
-bisection otherwise), vectorized over the batch, until the step or the bracket is below
-``tol · max(1, |root|)``; ``tol`` defaults to ``max(1e-12, 8 eps)`` of the dtype (``1e-12`` in
-float64, about ``1e-6`` in float32) and ``max_iter`` to 100 (bisection alone needs about 47 to
-reach ``1e-12`` on a bracket of width 100). A :class:`RuntimeError` names the layer when an
-equation has not converged after ``max_iter`` iterations. The solve runs without autograd; one
-last Newton step on the differentiable equation then gives the correct gradients (implicit
-function theorem) at the cost of one extra evaluation. The inverse log-det is minus the forward
-log-det at the recovered :math:`x`.
-
-Costs per sample: planar forward :math:`O(D)`, inverse :math:`O(D)` per Newton iteration;
-Sylvester forward :math:`O(Dm + m^2)` plus :math:`O(Dm^2)` per call to build :math:`Q`, inverse
-:math:`O(Dm + m^2)` plus :math:`m` sequential scalar solves.
+Chapter: ``book/05_planar_sylvester.md`` (Rezende and Mohamed 2015; van den Berg et al. 2018);
+tests: ``tests/test_planar.py``; assignment: ``solutions/03_planar``; benchmark:
+``benchmarks/planar_energies.py`` (reverse-KL fits to U1-U4). The lectures (Isachenko, Ozon
+Masters 2022; Grover, UCLA 2019; Yang and Ryu 2020) write the planar map in the generative
+direction; here it is ``forward``, so their flow is ``nf_course.Inverse(Planar(dim))``.
 """
 
 from __future__ import annotations
@@ -220,10 +116,19 @@ class Planar(Bijector):
     r"""Planar flow ``z = x + û tanh(wᵀx + b)`` in the forward (data → noise) direction.
 
     ``forward`` and its log-det ``log|1 + ûᵀψ(x)|``, ``ψ = h'(wᵀx + b) w``, are closed-form,
-    ``O(D)`` per sample; ``inverse`` finds ``α = wᵀx`` by safeguarded Newton (see the module
-    docstring). For reverse-KL fits, where sampling with density must be cheap, use
-    ``nf_course.Inverse(Planar(dim))``: its generative direction is this closed-form map, the
-    planar flow of Rezende and Mohamed.
+    ``O(D)`` per sample; ``inverse`` solves for ``α = wᵀx`` numerically. For reverse-KL fits,
+    where sampling with density must be cheap, use ``nf_course.Inverse(Planar(dim))``: its
+    generative direction is this closed-form map, the planar flow of Rezende and Mohamed; for
+    maximum likelihood use ``Planar`` itself. ``wᵀû`` is computed as ``m(wᵀu)`` directly, so
+    rounding never pushes it below -1.
+
+    Inverse: with ``γ = wᵀz`` and ``c = wᵀû``, ``α`` solves ``α + c tanh(α + b) = γ``, an
+    increasing scalar equation whose root lies in ``[γ - |c|, γ + |c|]`` (``|tanh| ≤ 1``). It
+    is solved without autograd by safeguarded Newton (:func:`_solve_increasing`), ``O(D)`` per
+    sample and iteration, until the step or the bracket is below ``tol · max(1, |α|)``; then
+    ``x = z - û tanh(α + b)``. One last Newton step on the differentiable equation gives the
+    exact gradients (implicit function theorem) for one more evaluation. The inverse log-det
+    is minus the forward one at the recovered ``x``.
 
     Initialization (generator seeded with ``seed``): ``w ~ N(0, I/D)``, so ``‖w‖ ≈ 1``;
     ``u = log(e-1) w/‖w‖² + 0.01 ε``, the point where ``m(wᵀu) = 0`` and hence ``û ≈ 0``, so the
@@ -234,7 +139,9 @@ class Planar(Bijector):
         seed: seed of the initial parameters.
         tol: relative tolerance of the inverse's root finding; ``None``:
             :func:`nf_course.common.default_tolerance` of the input's dtype (``1e-12`` in float64).
-        max_iter: iteration cap of the root finding; more raises a :class:`RuntimeError`.
+        max_iter: iteration cap of the root finding (bisection alone needs about 47
+            iterations to reach ``1e-12`` on a bracket of width 100); more raises a
+            :class:`RuntimeError`.
 
     Attributes:
         w: ``(D,)`` parameter, the normal of the hyperplane.
@@ -312,10 +219,19 @@ class Sylvester(Bijector):
 
     ``Q`` is ``D × m`` with orthonormal columns, ``R`` and ``R̃`` are ``m × m`` upper
     triangular with ``R_ii = exp(ρ_i)`` and ``R̃_ii = m(a_i) exp(-ρ_i)``, so that
-    ``R_ii R̃_ii = m(a_i) > -1`` and the map is invertible. ``forward`` and its log-det
-    ``Σ_i log(1 + R_ii R̃_ii h'_i)`` are closed-form, ``O(Dm)`` per sample; ``inverse`` solves a
-    triangular system of increasing scalar equations (module docstring). For reverse-KL fits use
-    ``nf_course.Inverse(Sylvester(dim))``, as for :class:`Planar`.
+    ``R_ii R̃_ii = m(a_i) > -1`` and the map is invertible (van den Berg et al. bound both
+    diagonals with ``tanh`` instead, which caps ``|R_ii R̃_ii|`` at one). ``Q`` is the first
+    ``m`` columns of a product of ``m`` Householder reflections, orthonormal up to rounding for
+    every parameter value. ``forward`` and its log-det ``Σ_i log(1 + R_ii R̃_ii h'_i)`` are
+    closed-form, ``O(Dm + m²)`` per sample plus ``O(Dm²)`` per call to build ``Q``. For
+    reverse-KL fits use ``nf_course.Inverse(Sylvester(dim))``, as for :class:`Planar`.
+
+    Inverse: the part of ``x`` orthogonal to the columns of ``Q`` is that of ``z``, and
+    ``y = Qᵀx`` solves ``y + R tanh(R̃ y + b) = Qᵀz``, where ``y_i`` appears only in rows
+    ``≤ i``. The rows are solved from ``i = m`` down to 1, each a scalar equation of the planar
+    form ``y_i + R_ii tanh(R̃_ii y_i + β_i) = γ_i``, by the safeguarded Newton of
+    :class:`Planar`, followed by one differentiable Newton step on the whole system for the
+    gradients; ``m`` sequential scalar solves in all.
 
     Initialization (generator seeded with ``seed``): the Householder vectors ``V`` standard
     normal, so ``Q`` is a random orthonormal frame; ``R`` with unit diagonal (``ρ = 0``) and

@@ -1,89 +1,10 @@
-r"""Rational-quadratic spline coupling: a coupling layer whose law is a monotonic spline.
+"""Rational-quadratic spline coupling: :class:`SplineCoupling`, a coupling layer whose
+elementwise law is a monotonic spline, and the spline itself, :func:`rational_quadratic_spline`.
 
-Paper: C. Durkan, A. Bekasov, I. Murray, G. Papamakarios, *Neural Spline Flows*, NeurIPS 2019
-(beyond the lectures, which stop at affine couplings; see :mod:`nf_course.bijectors.coupling`
-for the coupling idea, the masks and the block-triangular Jacobian, all of which are unchanged).
-
-The coupling law
-----------------
-As in RealNVP, the mask splits a sample into :math:`x_A` (conditions) and :math:`x_B` (moves),
-:math:`z_A = x_A`, and every coordinate of :math:`x_B` goes through its own elementwise
-increasing map whose parameters come from a conditioner network that reads :math:`x_A` only.
-Here that map is a *monotonic rational-quadratic spline* on :math:`[-B, B]` with :math:`K` bins
-and the identity outside it (*linear tails*).
-
-Parameters. The conditioner outputs, per moved coordinate, :math:`3K - 1` unconstrained
-numbers: :math:`K` width logits, :math:`K` height logits and :math:`K - 1` derivative
-pre-activations. They become
-
-* bin widths :math:`w_k = 2B\,\big(w_{\min} + (1 - K w_{\min})\operatorname{softmax}_k\big)`,
-  positive and summing to :math:`2B`; heights :math:`h_k` likewise;
-* knots :math:`(x_k, y_k)`, :math:`k = 0, \dots, K`, the cumulative sums from
-  :math:`(-B, -B)` to :math:`(B, B)`;
-* derivatives at the knots :math:`\delta_0 = \delta_K = 1` (matching the identity tails, so the
-  map is :math:`C^1`) and :math:`\delta_k = \delta_{\min} + \operatorname{softplus}(u_k + c)`
-  at the :math:`K - 1` interior knots, the shift :math:`c = \log(e^{1 - \delta_{\min}} - 1)`
-  making :math:`u_k = 0` give :math:`\delta_k = 1`.
-
-The minimums keep every bin and slope away from zero, so the inverse stays well conditioned.
-
-Bin search. An input :math:`x \in [-B, B]` lies in bin :math:`k`, the number of interior knots
-:math:`x_1, \dots, x_{K-1}` at or below it: a comparison with each knot, :math:`O(K)`.
-
-The rational quadratic. With :math:`s_k = h_k / w_k` (the bin's slope) and the relative position
-:math:`\xi = (x - x_k) / w_k \in [0, 1]`,
-
-.. math::
-
-    y = y_k + \frac{h_k \big[s_k \xi^2 + \delta_k \xi (1 - \xi)\big]}
-                   {s_k + \big(\delta_{k+1} + \delta_k - 2 s_k\big) \xi (1 - \xi)},
-
-a ratio of two quadratics in :math:`\xi` that goes from :math:`(x_k, y_k)` to
-:math:`(x_{k+1}, y_{k+1})` with slopes :math:`\delta_k` and :math:`\delta_{k+1}` at its ends.
-Its derivative,
-
-.. math::
-
-    \frac{dy}{dx} = \frac{s_k^2 \big[\delta_{k+1} \xi^2 + 2 s_k \xi (1 - \xi)
-                    + \delta_k (1 - \xi)^2\big]}
-                   {\big[s_k + (\delta_{k+1} + \delta_k - 2 s_k) \xi (1 - \xi)\big]^2},
-
-is positive whenever the :math:`\delta`'s and :math:`s_k` are, so the spline is strictly
-increasing; the log-determinant of the layer is :math:`\sum_{i \in B} \log (dy_i / dx_i)`, with
-0 for a coordinate in the tails. With uniform bins (:math:`s_k = 1`) and unit derivatives
-the formula collapses to :math:`y = y_k + w_k \xi = x`: a fresh layer, whose conditioner's
-output layer is zero, is exactly the identity.
-
-Inverse. Given :math:`y` in bin :math:`k` (searched among the :math:`y`-knots), clearing the
-denominator turns the formula into a quadratic :math:`a \xi^2 + b \xi + c = 0` with
-
-.. math::
-
-    a = h_k (s_k - \delta_k) + (y - y_k) \Delta, \quad
-    b = h_k \delta_k - (y - y_k) \Delta, \quad
-    c = -s_k (y - y_k), \qquad \Delta = \delta_{k+1} + \delta_k - 2 s_k,
-
-whose root in :math:`[0, 1]` is taken in the form
-
-.. math::
-
-    \xi = \frac{2c}{-b - \sqrt{b^2 - 4ac}},
-
-which, unlike :math:`(-b + \sqrt{\cdot}) / 2a`, never divides by a vanishing :math:`a` nor
-subtracts two nearly equal numbers (here :math:`b > 0` near the root and :math:`c \le 0`);
-then :math:`x = x_k + w_k \xi`. The inverse is closed form, not a numerical root search.
-
-Why splines. An affine coupling moves each :math:`x_i` by a straight line whose slope depends
-on :math:`x_A`: for a fixed :math:`x_A` it can only shift and rescale a Gaussian, so a density
-with sharp edges (the uniform square, the checkerboard's cells) is reached only by stacking
-many layers and is still blurred. A spline has :math:`K` bins of free width and slope per
-coordinate: it can squeeze a whole interval into a narrow one and stretch the next, drawing a
-step of density in one layer. The price is a bounded domain of flexibility, :math:`[-B, B]`,
-outside which the layer is the identity.
-
-Cost. Like any coupling, one conditioner pass in each direction (density and sampling alike);
-on top of it :math:`O(K)` per moved element for the bin search and :math:`O(1)` for the
-formula or the quadratic's root.
+Chapter: ``book/08_coupling_flows.md``, section "Affine against spline couplings on the
+checkerboard" (Durkan et al. 2019, beyond the lectures); the masks and the conditioner are those
+of :mod:`nf_course.bijectors.coupling`; tests: ``tests/test_spline.py``; no assignment;
+benchmarks: ``benchmarks/kl_2d.py``, ``benchmarks/peer_step.py``.
 """
 
 from __future__ import annotations
@@ -146,8 +67,24 @@ def rational_quadratic_spline(
     The parameters are unconstrained (what a network outputs) and are constrained here: widths
     and heights through a softmax with a minimum bin size, the interior derivatives
     :math:`\delta_k` through a shifted softplus with a minimum, so that all-zero parameters
-    give uniform bins and unit derivatives, i.e. the identity map. The boundary derivatives
+    give uniform bins and unit derivatives, i.e. the identity map; the minimums keep every bin
+    and slope away from zero, so the inverse stays well conditioned. The boundary derivatives
     are 1, matching the linear (identity) tails, so the map is :math:`C^1` on the real line.
+
+    The formulas (Durkan et al. 2019; the chapter does not derive them). A point lies in bin
+    ``k``, the number of interior knots at or below it (``O(K)`` comparisons). With the bin's
+    knots ``(x_k, y_k)``, width ``w``, height ``h``, slope ``s = h / w``, knot derivatives
+    ``δ_k, δ_{k+1}``, ``Δ = δ_{k+1} + δ_k - 2s`` and ``ξ = (x - x_k) / w ∈ [0, 1]``::
+
+        y     = y_k + h [s ξ² + δ_k ξ(1 - ξ)] / [s + Δ ξ(1 - ξ)]
+        dy/dx = s² [δ_{k+1} ξ² + 2s ξ(1 - ξ) + δ_k (1 - ξ)²] / [s + Δ ξ(1 - ξ)]²
+
+    ``dy/dx > 0`` whenever ``s`` and the ``δ``'s are positive. Uniform bins with unit
+    derivatives give ``y = x``. The inverse clears the denominator: with ``d = y - y_k``,
+    ``ξ`` solves ``a ξ² + b ξ + c = 0`` with ``a = h (s - δ_k) + d Δ``, ``b = h δ_k - d Δ``
+    and ``c = -s d``, and the root in ``[0, 1]`` is taken as ``ξ = 2c / (-b - √(b² - 4ac))``,
+    which, unlike ``(-b + √·) / 2a``, never divides by a vanishing ``a`` nor subtracts two
+    nearly equal numbers (``b > 0`` near the root and ``c ≤ 0``); then ``x = x_k + w ξ``.
 
     Args:
         inputs: points ``(...,)``: ``x`` for the spline, ``y`` when ``inverse``.
@@ -247,6 +184,9 @@ class SplineCoupling(_VectorCoupling):
     Initialization: the conditioner's output layer is zero, so a fresh layer has uniform bins
     and unit derivatives, and the rational quadratic is then exactly the identity
     (log-determinant 0), up to rounding of the knots.
+
+    Cost: one conditioner pass in each direction, as for any coupling, plus ``O(K)`` per moved
+    element for the bin search and ``O(1)`` for the formula or the quadratic's root.
 
     Args:
         dim: dimension ``D ≥ 2`` of a sample.

@@ -26,7 +26,6 @@ from nf_course.checks.subject import CallFailed
 
 _STEPS = {torch.float64: (1e-6, 1e-4, 1e-2), torch.float32: (1e-3, 1e-2, 3e-2)}
 _RTOL = {torch.float64: 1e-3, torch.float32: 3e-2}
-_QUANTITIES = ("output", "log_det")
 _SHOWN = 4  # disagreeing parameters named in a message
 
 
@@ -92,19 +91,31 @@ class _Estimates:
 
 def _finite_differences(
     evaluate: Callable[[float], dict[str, Tensor] | None],
+    base: dict[str, Tensor],
     dtype: torch.dtype,
 ) -> dict[str, tuple[list[Tensor], list[Tensor]]]:
-    """``{quantity: ([estimate per step], [floor per step])}`` from ``evaluate(±h)``."""
+    """``{quantity: ([estimate per step], [floor per step])}`` from ``evaluate(±h)`` and the
+    values at ``h = 0`` (``base``): central differences, and both one-sided ones, so that at a
+    kink (ReLU at 0, a clamp at its bound) autograd's one-sided derivative is recognized."""
     eps = torch.finfo(dtype).eps
     result: dict[str, tuple[list[Tensor], list[Tensor]]] = {}
     for step in _STEPS[dtype]:
         plus, minus = evaluate(step), evaluate(-step)
-        for quantity in _QUANTITIES:
-            if plus is None or minus is None or quantity not in plus or quantity not in minus:
-                continue
+        for quantity, at_zero in base.items():
             estimates, floors = result.setdefault(quantity, ([], []))
-            estimates.append((plus[quantity] - minus[quantity]) / (2 * step))
-            floors.append(64 * eps * (plus[quantity].abs() + minus[quantity].abs()) / (2 * step))
+            at_zero = at_zero.detach()
+            ends = [
+                (values[quantity], sign)
+                for values, sign in ((plus, 1), (minus, -1))
+                if values is not None and quantity in values
+            ]
+            for end, sign in ends:  # one-sided
+                estimates.append(sign * (end - at_zero) / step)
+                floors.append(64 * eps * (end.abs() + at_zero.abs()) / step)
+            if len(ends) == 2:
+                (high, _), (low, _) = ends
+                estimates.append((high - low) / (2 * step))
+                floors.append(64 * eps * (high.abs() + low.abs()) / (2 * step))
     return result
 
 
@@ -131,7 +142,7 @@ def _with_input_derivatives(run: Run, method: str, points: Tensor) -> str:
             return None
         return functionals.values(out, per_sample(ld, batch))
 
-    finite = _finite_differences(evaluate, points.dtype)
+    finite = _finite_differences(evaluate, values, points.dtype)
     for quantity, value in values.items():
         if value.requires_grad:
             (gradient,) = torch.autograd.grad(
@@ -174,9 +185,11 @@ def input_derivatives(run: Run) -> None:
     if problem and run.differentiable_inverse:
         run.fail(
             "input_derivatives",
-            problem + "\n  the inverse must be differentiable here: a root finder or fixed-point "
-            "loop run under torch.no_grad needs a final differentiable step (one Newton step "
-            "from the converged root gives exact derivatives)",
+            problem
+            + "\n  the inverse must be differentiable here (sampling and reverse-KL training "
+            "differentiate through it): keep it out of torch.no_grad and .detach(); an iterative "
+            "solve run without gradients (root finding, a fixed-point loop) must end with one "
+            "differentiable Newton step from the converged root, which gives exact derivatives",
         )
         return
     note = f" (inverse not checked: {problem})" if problem else ""
@@ -224,7 +237,8 @@ def _parameter_problem(run: Run, method: str, points: Tensor) -> str:
                 for q, v in functionals.values(out, per_sample(ld, batch)).items()
             }
 
-        finite = _finite_differences(evaluate, points.dtype)
+        base = {q: total.reshape(1) for q, total in totals.items()}
+        finite = _finite_differences(evaluate, base, points.dtype)
         wrong = {}
         for quantity in totals:
             autograd = sum((gradients[quantity][i] * directions[i]).sum() for i in chosen)

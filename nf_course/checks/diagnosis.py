@@ -137,7 +137,11 @@ def round_trip_cause(
         and forward_of_z.shape == x_back.shape
         and close(x_back, forward_of_z, atol, 1e-4)
     ):
-        return "\n  likely cause: inverse applies the forward transformation again"
+        return (
+            "\n  inverse(z) equals forward(z) here: the two directions apply the same "
+            "transformation, so one of them has the other's formula (a transposed or inverted "
+            "matrix, a flipped sign, a swapped scale)"
+        )
     return ""
 
 

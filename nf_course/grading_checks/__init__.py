@@ -13,6 +13,8 @@ module                                assignment (``solutions/``), book chapter
 :mod:`.change_of_variables`           ``01_change_of_variables``, chapter 2
 :mod:`.linear_flows`                  ``02_linear_flows``, chapter 4
 :mod:`.planar`                        ``03_planar``, chapter 5
+:mod:`.autoregressive`                ``05_autoregressive``, chapter 7
+:mod:`.glow`                          ``06_glow``, chapter 9
 :mod:`.residual`                      ``07_residual``, chapter 6
 :mod:`.continuous`                    ``08_continuous``, chapters 10 and 11
 ====================================  ===========================================================
