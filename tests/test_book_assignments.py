@@ -114,29 +114,43 @@ def parse_notebook(folder: str) -> Notebook:
     return Notebook(folder, parts, total, "\n".join(code))
 
 
-@functools.cache
-def package_names() -> frozenset[str]:
-    """Public names of the package modules a chapter may cite."""
-    import nf_course.bijectors
+def _modules(package: str) -> list[str]:
+    """``package`` and its submodules."""
+    module = importlib.import_module(package)
+    return [package, *(f"{package}.{info.name}" for info in pkgutil.iter_modules(module.__path__))]
 
-    submodules = (
-        f"nf_course.bijectors.{info.name}"
-        for info in pkgutil.iter_modules(nf_course.bijectors.__path__)
-    )
+
+def _public(modules: list[str], *, checks_only: bool = False) -> frozenset[str]:
+    """Public names of ``modules``; with ``checks_only``, the functions they define themselves."""
     names: set[str] = set()
-    for module in (*PACKAGE_MODULES, *submodules):
-        names |= {name for name in dir(importlib.import_module(module)) if not name.startswith("_")}
+    for name in modules:
+        module = importlib.import_module(name)
+        for attribute in dir(module):
+            value = getattr(module, attribute)
+            defined_here = callable(value) and getattr(value, "__module__", "").startswith(
+                ("nf_course.checks", "nf_course.grading_checks")
+            )
+            if not attribute.startswith("_") and (defined_here or not checks_only):
+                names.add(attribute)
     return frozenset(names)
 
 
 @functools.cache
-def check_names() -> frozenset[str]:
-    """Public callables of ``nf_course.checks``: what a chapter may claim the grading runs."""
-    from nf_course import checks
+def package_names() -> frozenset[str]:
+    """Public names of the package modules a chapter may cite."""
+    return _public([*PACKAGE_MODULES, *_modules("nf_course.bijectors"), *grading_modules()])
 
-    return frozenset(
-        name for name in dir(checks) if not name.startswith("_") and callable(getattr(checks, name))
-    )
+
+@functools.cache
+def grading_modules() -> list[str]:
+    return _modules("nf_course.grading_checks")
+
+
+@functools.cache
+def check_names() -> frozenset[str]:
+    """Public callables of ``nf_course.checks`` and ``nf_course.grading_checks``: what a chapter
+    may claim the grading runs."""
+    return _public(["nf_course.checks", *grading_modules()], checks_only=True)
 
 
 def graded_sections() -> dict[str, str]:
