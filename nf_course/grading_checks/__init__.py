@@ -13,6 +13,7 @@ module                                assignment (``solutions/``), book chapter
 :mod:`.change_of_variables`           ``01_change_of_variables``, chapter 2
 :mod:`.linear_flows`                  ``02_linear_flows``, chapter 4
 :mod:`.planar`                        ``03_planar``, chapter 5
+:mod:`.coupling`                      ``04_coupling``, chapter 8
 :mod:`.autoregressive`                ``05_autoregressive``, chapter 7
 :mod:`.glow`                          ``06_glow``, chapter 9
 :mod:`.residual`                      ``07_residual``, chapter 6
@@ -31,6 +32,7 @@ from nf_course.grading_checks.change_of_variables import (
     check_linear_log_density,
 )
 from nf_course.grading_checks.common import GradingCheckError, check_close
+from nf_course.grading_checks.coupling import check_coupling_forward, check_coupling_inverse
 from nf_course.grading_checks.linear_flows import (
     check_lu_linear,
     check_permutation,
@@ -43,6 +45,8 @@ __all__ = [
     "check_affine_bijector",
     "check_affine_log_density",
     "check_close",
+    "check_coupling_forward",
+    "check_coupling_inverse",
     "check_exp_normal_log_density",
     "check_linear_log_density",
     "check_lu_linear",
