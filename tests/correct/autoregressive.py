@@ -131,12 +131,15 @@ def maf_inverse(z, conditioner, order):
     ),
     Rewrite(
         name="index_copy_extra_pass",
-        description="index_copy from a copy of z, a final extra pass for the log-det, a print",
+        description=(
+            "index_copy from a copy of z, a final extra pass for the log-det, a debug print of "
+            "float() of tensors that require grad (torch warns on stderr)"
+        ),
         cells={
             "05_maf_forward": '''def maf_forward(x, conditioner):
     """x (B, D) -> (z (B, D), log_det (B,)) in one pass of the conditioner."""
     mu, alpha = conditioner(x)
-    print("alpha ranges over", alpha.min().item(), "to", alpha.max().item())
+    print("alpha ranges over", float(alpha.min()), "to", float(alpha.max()))  # warns
     z = (x - mu) * torch.exp(-alpha)
     log_det = -alpha.sum(dim=1)
     return z, log_det
