@@ -52,7 +52,7 @@ CORRECT: list[Rewrite] = [
     with torch.no_grad():
         low, high = gamma - c.abs(), gamma + c.abs()
         alpha = (low + high) / 2
-        for _ in range(200):
+        for _ in range(60):
             r, slope = residual_and_slope(alpha)
             high = torch.where(r > 0, alpha, high)
             low = torch.where(r > 0, low, alpha)
