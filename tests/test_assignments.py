@@ -345,3 +345,26 @@ def test_grades_table(graded_courses) -> None:
         assert rows[student]["status"] == "failed"
         assert "scored 0" in rows[student]["reason"]
     assert all(float(row["max_score"]) == 10.0 for row in rows.values())
+
+
+# The size of each mistake catalogue before the audit of issue 11; since then every assignment
+# is graded against at least eight more realistic mistakes and five correct rewrites.
+MISTAKES_BEFORE_AUDIT = {
+    "01_change_of_variables": 7,
+    "02_linear_flows": 7,
+    "03_planar": 5,
+    "04_coupling": 6,
+    "05_autoregressive": 6,
+    "06_glow": 6,
+    "07_residual": 7,
+    "08_continuous": 5,
+}
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_assignment_is_graded_against_many_mistakes_and_styles(assignment: str) -> None:
+    mistakes, rewrites = course.mistakes(assignment), course.rewrites(assignment)
+    assert len(mistakes) >= MISTAKES_BEFORE_AUDIT[assignment] + 8, [m.name for m in mistakes]
+    assert len(rewrites) >= 5, [r.name for r in rewrites]
+    names = [m.name for m in mistakes] + [f"style_{r.name}" for r in rewrites]
+    assert len(set(names)) == len(names), "two fake students share a name"
