@@ -1,0 +1,704 @@
+"""The rules of the tampering analysis: one ``ast`` pass over one cell a student could edit.
+
+:func:`analyse_cell` returns a :class:`Finding` (line, rule, detail) for each construct that can
+reach the code or data the graded tests rely on; :mod:`nf_course.tamper` decides which cells
+are analysed and what a finding costs. Every rule denies by default: a construct is allowed
+only where it cannot touch an object the student's own code did not create.
+
+==================  =================================================================
+rule                what it flags
+==================  =================================================================
+forbidden-module    importing a module that reaches the interpreter, the kernel or
+                    torch's dispatcher (``sys``, ``builtins``, ``importlib``, ``gc``,
+                    ``inspect``, ``ctypes``, ``IPython``, ``torch.library``, ...)
+system-access       files, processes and the network (``open``, ``os.system``,
+                    ``socket``, ``subprocess``, ...): the sandbox stops them; the flag
+                    records the attempt
+dynamic-code        ``exec``, ``eval``, ``compile``, ``__import__``, ``globals``,
+                    ``locals``, ``vars``, ``get_ipython``, IPython magics
+setattr             ``setattr``/``delattr`` on anything but ``self``
+getattr             ``getattr`` on anything but ``self``, unless the name is a literal
+                    that is neither private nor a dunder
+dunder              dunder attributes and names other than ``__init__``, ``__name__``,
+                    ``__qualname__``, ``__doc__``; special methods other than a few
+                    harmless ones (``__torch_function__``, ``__eq__``... are refused)
+frame-access        frames and code objects (``f_locals``, ``tb_frame``, ``gi_frame``...)
+private-attribute   ``_private`` attributes of objects the student did not create
+outside-write       assigning, augmenting or deleting an attribute or item of an object
+                    the student did not create (a module, a class, what a test cell
+                    defined), or an attribute of a function's argument
+outside-mutation    mutating methods (``update``, ``clear``, ``append``, ``fill_``...)
+                    called on such objects; global hooks (``register_module_*``)
+protected-name      rebinding at the top level a name that the instructor's cells import
+                    or define, or a builtin that they use (importing the same object again
+                    is allowed)
+checker-as-value    a name imported from ``nf_course.checks`` or ``nf_course.grading_checks``
+                    used other than by calling it (stored, passed on, returned)
+==================  =================================================================
+
+Objects are classified by where their name was bound: ``own`` (made by the student's code: a
+class, a function, the result of a call), ``self`` (the first parameter of a method), ``param``
+(another parameter) and ``outside`` (imports, names bound by the instructor's cells, builtins,
+and aliases of those, e.g. ``t = torch`` or ``T = type(x)``).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Finding",
+    "NotebookNames",
+    "analyse_cell",
+    "bindings_of",
+    "builtins_read",
+    "import_bindings",
+    "parse_cell",
+    "top_level_kinds",
+]
+
+FORBIDDEN_MODULES = (
+    "sys builtins importlib imp gc ctypes inspect types pickle marshal dill cloudpickle copyreg "
+    "code codeop runpy pkgutil site traceback signal atexit unittest.mock mock IPython ipykernel "
+    "jupyter_client zmq operator torch.library torch.overrides torch.utils.cpp_extension "
+    "torch._C torch._dynamo torch.utils._python_dispatch"
+).split()
+SYSTEM_MODULES = (
+    "socket ssl subprocess multiprocessing concurrent shutil pathlib tempfile glob urllib http "
+    "ftplib smtplib requests asyncio io codecs fcntl mmap resource pty nbformat sqlite3"
+).split()
+SAFE_OS_ATTRIBUTES = {"environ", "path", "getenv", "cpu_count", "sep", "linesep", "name"}
+DYNAMIC = {
+    "exec",
+    "eval",
+    "compile",
+    "__import__",
+    "globals",
+    "locals",
+    "vars",
+    "breakpoint",
+    "get_ipython",
+    "open",
+    "memoryview",
+}
+ALLOWED_DUNDER_ATTRIBUTES = {"__init__", "__name__", "__qualname__", "__doc__"}
+ALLOWED_DUNDER_NAMES = {"__name__"}
+ALLOWED_SPECIAL_METHODS = {
+    "__init__",
+    "__repr__",
+    "__str__",
+    "__len__",
+    "__iter__",
+    "__next__",
+    "__getitem__",
+    "__contains__",
+    "__call__",
+    "__post_init__",
+}
+FRAME_ATTRIBUTES = {
+    "f_locals",
+    "f_globals",
+    "f_builtins",
+    "f_back",
+    "f_code",
+    "f_trace",
+    "tb_frame",
+    "tb_next",
+    "gi_frame",
+    "gi_code",
+    "cr_frame",
+    "ag_frame",
+    "co_code",
+    "co_consts",
+    "co_names",
+}
+MUTATING_METHODS = {
+    "update",
+    "clear",
+    "pop",
+    "popitem",
+    "setdefault",
+    "append",
+    "extend",
+    "insert",
+    "remove",
+    "discard",
+    "add",
+    "sort",
+    "reverse",
+}
+CHECKER_PACKAGES = ("nf_course.checks", "nf_course.grading_checks")
+KINDS = ("own", "self", "param", "outside")  # from harmless to dangerous
+
+
+def _worst(*kinds: str) -> str:
+    return max(kinds, key=KINDS.index, default="own")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One flagged construct: ``line`` in the cell (1-based), the ``rule`` and a ``detail``."""
+
+    line: int
+    rule: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: [{self.rule}] {self.detail}"
+
+
+@dataclass
+class NotebookNames:
+    """What the whole notebook binds at the top level, for the rules that need it.
+
+    Attributes:
+        protected: name -> the imports the instructor's cells bind it with, as
+            ``(module, attribute or None)``; an empty set: bound by a ``def``, ``class``, or a
+            builtin the instructor's cells use (no rebinding is allowed).
+        kinds: name -> ``own`` or ``outside``, for names bound at the top level by any cell.
+        checkers: names bound to objects imported from the checker packages.
+        modules: name -> the dotted path it was imported as (``np`` -> ``numpy``).
+    """
+
+    protected: dict[str, set[tuple[str, str | None]]] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    checkers: set[str] = field(default_factory=set)
+    modules: dict[str, str] = field(default_factory=dict)
+
+
+def parse_cell(source: str) -> ast.Module | None:
+    """The cell's code as IPython runs it (magics become ``get_ipython()`` calls); ``None``
+    when it does not compile, in which case the kernel runs none of it either."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return ast.parse(TransformerManager().transform_cell(source))
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _under(module: str, packages: list[str] | tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def import_bindings(node: ast.Import | ast.ImportFrom) -> list[tuple[str, str, str | None]]:
+    """``(bound name, module, attribute)`` of each name an import statement binds."""
+    if isinstance(node, ast.Import):
+        return [
+            (
+                alias.asname or alias.name.split(".")[0],
+                alias.name if alias.asname else alias.name.split(".")[0],
+                None,
+            )
+            for alias in node.names
+        ]
+    module = "." * node.level + (node.module or "")
+    return [(alias.asname or alias.name, module, alias.name) for alias in node.names]
+
+
+def _target_names(target: ast.expr) -> list[str]:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [name for element in target.elts for name in _target_names(element)]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    return []
+
+
+def bindings_of(tree: ast.Module) -> list[tuple[ast.stmt, str, str]]:
+    """The top-level bindings of a cell: ``(statement, name, how)`` with ``how`` one of
+    ``import``, ``def`` or ``assign`` (assignments, loops, ``with``, deletions)."""
+    found: list[tuple[ast.stmt, str, str]] = []
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found.extend((node, name, "import") for name, _, _ in import_bindings(node))
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                found.append((node, node.name, "def"))
+            else:
+                targets: list[ast.expr] = []
+                if isinstance(node, ast.Assign):
+                    targets = node.targets
+                elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+                    targets = [node.target]
+                elif isinstance(node, (ast.For, ast.AsyncFor)):
+                    targets = [node.target]
+                elif isinstance(node, (ast.With, ast.AsyncWith)):
+                    targets = [i.optional_vars for i in node.items if i.optional_vars]
+                elif isinstance(node, ast.Delete):
+                    targets = node.targets
+                found.extend((node, n, "assign") for t in targets for n in _target_names(t))
+                for walrus in ast.walk(node):
+                    if isinstance(walrus, ast.NamedExpr) and isinstance(walrus.target, ast.Name):
+                        found.append((node, walrus.target.id, "assign"))
+                # bodies of top-level compound statements bind at the top level too
+                for body in ("body", "orelse", "finalbody"):
+                    if not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                        visit(getattr(node, body, []) or [])
+                for handler in getattr(node, "handlers", []) or []:
+                    if handler.name:
+                        found.append((node, handler.name, "assign"))
+                    visit(handler.body)
+
+    visit(tree.body)
+    return found
+
+
+class _Scope:
+    """Names bound in one function (or the cell's top level) and their kinds."""
+
+    def __init__(self, parent: _Scope | None, kinds: dict[str, str], self_name: str | None):
+        self.parent = parent
+        self.kinds = kinds
+        self.self_name = self_name
+
+    def kind(self, name: str, notebook: NotebookNames) -> str:
+        scope: _Scope | None = self
+        while scope is not None:
+            if name in scope.kinds:
+                return scope.kinds[name]
+            scope = scope.parent
+        return notebook.kinds.get(name, "outside")
+
+
+class _Analyser(ast.NodeVisitor):
+    """Walks one cell; ``findings`` collects what the rules flag."""
+
+    def __init__(self, notebook: NotebookNames, self_aliases: set[str]):
+        self.notebook = notebook
+        self.findings: list[Finding] = []
+        self.scope = _Scope(None, {}, None)
+        self.class_depth = 0  # > 0 directly inside a class body
+        self.parents: dict[ast.AST, ast.AST] = {}
+        self.modules = dict(notebook.modules)
+        # attributes of `self` that hold outside objects (`self.m = torch`), found by a first
+        # pass over the cell
+        self.self_aliases = self_aliases
+
+    # ------------------------------------------------------------------ helpers
+
+    def flag(self, node: ast.AST, rule: str, detail: str) -> None:
+        self.findings.append(Finding(getattr(node, "lineno", 0), rule, detail))
+
+    def kind_of(self, node: ast.expr) -> str:
+        """How far ``node``'s value may reach: ``own``, ``self``, ``param`` or ``outside``."""
+        if isinstance(node, ast.Name):
+            return self.scope.kind(node.id, self.notebook)
+        if isinstance(node, ast.Attribute):
+            if node.attr.startswith("__"):
+                return "outside"
+            if self.is_self(node.value) and node.attr in self.self_aliases:
+                return "outside"
+            return self.kind_of(node.value)
+        if isinstance(node, ast.Subscript):
+            return self.kind_of(node.value)
+        if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name) and node.func.id in ("type", "getattr"):
+                if node.func.id == "type" or not node.args:
+                    return "outside"
+                return self.kind_of(node.args[0])
+            return "own"
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return _worst(*(self.kind_of(e) for e in node.elts))
+        if isinstance(node, ast.Dict):
+            return _worst(*(self.kind_of(v) for v in node.values if v is not None))
+        if isinstance(node, ast.IfExp):
+            return _worst(self.kind_of(node.body), self.kind_of(node.orelse))
+        if isinstance(node, ast.BoolOp):
+            return _worst(*(self.kind_of(v) for v in node.values))
+        if isinstance(node, (ast.Starred, ast.NamedExpr)):
+            return self.kind_of(node.value)
+        return "own"
+
+    def bind(self, target: ast.expr, kind: str) -> None:
+        for name in _target_names(target):
+            self.scope.kinds[name] = _worst(self.scope.kinds.get(name, "own"), kind)
+
+    def at_top_level(self) -> bool:
+        return self.scope.parent is None and self.class_depth == 0
+
+    def is_self(self, node: ast.expr) -> bool:
+        return isinstance(node, ast.Name) and node.id == self.scope.self_name
+
+    def check_top_level_binding(self, node: ast.stmt, name: str, how: str) -> None:
+        if not self.at_top_level() or name not in self.notebook.protected:
+            return
+        allowed = self.notebook.protected[name]
+        if how == "import" and isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound = {(m, a) for n, m, a in import_bindings(node) if n == name}
+            if bound <= allowed and allowed:
+                return
+        self.flag(
+            node,
+            "protected-name",
+            f"rebinds `{name}`, which the notebook's given or test cells "
+            + ("import" if allowed else "define or use"),
+        )
+
+    # ------------------------------------------------------------------ imports
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self.check_module(node, alias.name)
+        self.bind_imports(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = node.module or ""
+        self.check_module(node, module)
+        for alias in node.names:
+            self.check_module(node, f"{module}.{alias.name}")
+            if alias.name.startswith("_"):
+                self.flag(node, "private-attribute", f"imports the private `{alias.name}`")
+        self.bind_imports(node)
+
+    def bind_imports(self, node: ast.Import | ast.ImportFrom) -> None:
+        for name, module, attribute in import_bindings(node):
+            self.modules[name] = module if attribute is None else f"{module}.{attribute}"
+            self.scope.kinds[name] = "outside"
+            self.check_top_level_binding(node, name, "import")
+
+    def check_module(self, node: ast.stmt, module: str) -> None:
+        if _under(module, FORBIDDEN_MODULES):
+            self.flag(node, "forbidden-module", f"imports `{module}`")
+        elif _under(module, SYSTEM_MODULES) or (module.startswith("os.") and module != "os.path"):
+            self.flag(node, "system-access", f"imports `{module}`")
+
+    # ------------------------------------------------------------------ definitions
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.check_special_name(node, node.name)
+        self.check_top_level_binding(node, node.name, "def")
+        for decorator in node.decorator_list:
+            self.visit(decorator)
+        for default in [*node.args.defaults, *node.args.kw_defaults]:
+            if default is not None:
+                self.visit(default)
+        self.scope.kinds[node.name] = _worst(self.scope.kinds.get(node.name, "own"), "own")
+        arguments = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+        arguments += [a for a in (node.args.vararg, node.args.kwarg) if a is not None]
+        kinds = {a.arg: "param" for a in arguments}
+        positional = [*node.args.posonlyargs, *node.args.args]
+        is_static = any(
+            isinstance(d, ast.Name) and d.id == "staticmethod" for d in node.decorator_list
+        )
+        self_name = positional[0].arg if self.class_depth and positional and not is_static else None
+        if self_name:
+            kinds[self_name] = "self"
+        outer, depth = self.scope, self.class_depth
+        self.scope, self.class_depth = _Scope(outer, kinds, self_name), 0
+        for statement in node.body:
+            self.visit(statement)
+        if self_name and self.scope.kinds.get(self_name) != "self":
+            self.flag(node, "outside-write", f"rebinds `{self_name}` inside a method")
+        self.scope, self.class_depth = outer, depth
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        arguments = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+        outer = self.scope
+        self.scope = _Scope(outer, {a.arg: "param" for a in arguments}, None)
+        self.visit(node.body)
+        self.scope = outer
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.check_top_level_binding(node, node.name, "def")
+        for expression in [*node.bases, *node.keywords, *node.decorator_list]:
+            self.visit(expression)
+        self.scope.kinds[node.name] = _worst(self.scope.kinds.get(node.name, "own"), "own")
+        self.class_depth += 1
+        for statement in node.body:
+            if isinstance(statement, (ast.Assign, ast.AnnAssign)):
+                targets = (
+                    statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+                )
+                for name in (n for t in targets for n in _target_names(t)):
+                    self.check_special_name(statement, name)
+            self.visit(statement)
+        self.class_depth -= 1
+
+    def check_special_name(self, node: ast.AST, name: str) -> None:
+        dunder = name.startswith("__") and name.endswith("__")
+        if dunder and name not in ALLOWED_SPECIAL_METHODS:
+            self.flag(node, "dunder", f"defines the special name `{name}`")
+
+    def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
+        for name in node.names:
+            if name in self.notebook.protected:
+                self.flag(node, "protected-name", f"declares `{name}` global")
+            self.scope.kinds[name] = self.notebook.kinds.get(name, "outside")
+
+    visit_Nonlocal = visit_Global
+
+    # ------------------------------------------------------------------ bindings
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.visit(node.value)
+        kind = self.kind_of(node.value)
+        for target in node.targets:
+            self.store(target, node)
+            self.bind(target, kind)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is not None:
+            self.visit(node.value)
+            self.store(node.target, node)
+            self.bind(node.target, self.kind_of(node.value))
+        self.visit(node.annotation)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self.visit(node.value)
+        self.store(node.target, node)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for target in node.targets:
+            self.store(target, node)
+
+    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
+        self.visit(node.iter)
+        self.store(node.target, node)
+        self.bind(node.target, self.kind_of(node.iter))
+        for statement in [*node.body, *node.orelse]:
+            self.visit(statement)
+
+    visit_AsyncFor = visit_For
+
+    def visit_comprehension(self, node: ast.comprehension) -> None:
+        self.visit(node.iter)
+        self.bind(node.target, self.kind_of(node.iter))
+        for condition in node.ifs:
+            self.visit(condition)
+
+    def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
+        for item in node.items:
+            self.visit(item.context_expr)
+            if item.optional_vars is not None:
+                self.store(item.optional_vars, node)
+                self.bind(item.optional_vars, "own")
+        for statement in node.body:
+            self.visit(statement)
+
+    visit_AsyncWith = visit_With
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        self.store(node.target, node)
+        self.bind(node.target, self.kind_of(node.value))
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.type is not None:
+            self.visit(node.type)
+        if node.name:
+            self.scope.kinds[node.name] = "own"
+            if self.at_top_level() and node.name in self.notebook.protected:
+                self.flag(node, "protected-name", f"rebinds `{node.name}`")
+        for statement in node.body:
+            self.visit(statement)
+
+    def store(self, target: ast.expr, statement: ast.stmt) -> None:
+        """Check a store (or deletion) target: names at the top level, attributes and items."""
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self.store(element, statement)
+            return
+        if isinstance(target, ast.Starred):
+            self.store(target.value, statement)
+            return
+        if isinstance(target, ast.Name):
+            self.check_top_level_binding(statement, target.id, "assign")
+            return
+        if not isinstance(target, (ast.Attribute, ast.Subscript)):
+            return
+        self.visit_chain(target)
+        link: ast.expr = target
+        through_getattr = False
+        while isinstance(link, (ast.Attribute, ast.Subscript, ast.Call)):
+            if isinstance(link, ast.Call):
+                if not (isinstance(link.func, ast.Name) and link.func.id == "getattr"):
+                    break
+                through_getattr = True
+                link = link.args[0] if link.args else link.func
+            else:
+                link = link.value
+        kind = self.kind_of(target.value)
+        what = ast.unparse(target)
+        value = getattr(statement, "value", None)
+        if (
+            isinstance(target, ast.Attribute)
+            and self.is_self(target.value)
+            and isinstance(value, (ast.Name, ast.Attribute))
+            and self.kind_of(value) == "outside"
+        ):
+            self.self_aliases.add(target.attr)
+        if kind == "outside" or through_getattr:
+            self.flag(
+                statement,
+                "outside-write",
+                f"writes `{what}`, which belongs to an object your code did not create",
+            )
+        elif kind == "param" and isinstance(target, ast.Attribute):
+            self.flag(statement, "outside-write", f"sets the attribute `{what}` of an argument")
+
+    # ------------------------------------------------------------------ expressions
+
+    def visit_chain(self, node: ast.expr) -> None:
+        """Visit the parts of a store target below its last attribute or item."""
+        if isinstance(node, ast.Attribute):
+            self.check_attribute(node)
+            self.visit(node.value)
+        elif isinstance(node, ast.Subscript):
+            self.visit(node.value)
+            self.visit(node.slice)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        name = node.id
+        local = self.scope.kind(name, NotebookNames()) != "outside"
+        if name in DYNAMIC and not local:
+            rule = "system-access" if name == "open" else "dynamic-code"
+            self.flag(node, rule, f"uses `{name}`")
+        elif name.startswith("__") and name not in ALLOWED_DUNDER_NAMES:
+            self.flag(node, "dunder", f"uses the name `{name}`")
+        if name in self.notebook.checkers and not local and not self.is_called(node):
+            self.flag(node, "checker-as-value", f"uses the check `{name}` as a value")
+
+    def is_called(self, node: ast.expr) -> bool:
+        parent = self.parents.get(node)
+        return isinstance(parent, ast.Call) and parent.func is node
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        self.check_attribute(node)
+        self.visit(node.value)
+
+    def check_attribute(self, node: ast.Attribute) -> None:
+        attribute = node.attr
+        kind = self.kind_of(node.value)
+        if attribute.startswith("__") and attribute.endswith("__"):
+            if attribute not in ALLOWED_DUNDER_ATTRIBUTES:
+                self.flag(node, "dunder", f"uses the attribute `{attribute}`")
+        elif attribute in FRAME_ATTRIBUTES:
+            self.flag(node, "frame-access", f"uses the frame attribute `{attribute}`")
+        elif attribute.startswith("_") and kind == "outside":
+            self.flag(node, "private-attribute", f"uses `{ast.unparse(node)}`")
+        elif attribute.startswith("register_module_"):
+            self.flag(node, "outside-mutation", f"installs a global hook `{attribute}`")
+        elif kind == "outside" and self.mutates(node):
+            self.flag(node, "outside-mutation", f"changes `{ast.unparse(node.value)}` in place")
+        if kind == "outside" and self.module_root(node.value) == "os":
+            if attribute not in SAFE_OS_ATTRIBUTES:
+                self.flag(node, "system-access", f"uses `os.{attribute}`")
+        dotted = self.module_root(node)
+        if dotted is not None and _under(dotted, FORBIDDEN_MODULES):
+            self.flag(node, "forbidden-module", f"uses `{dotted}`")
+
+    def module_root(self, node: ast.expr) -> str | None:
+        """``node`` as a dotted path when it is a chain of names rooted at an import, the
+        import's module in place of its local name (``F.relu`` -> ``torch.nn.functional.relu``).
+        """
+        chain, names = node, []
+        while isinstance(chain, ast.Attribute):
+            names.append(chain.attr)
+            chain = chain.value
+        if not isinstance(chain, ast.Name) or chain.id not in self.modules:
+            return None
+        if self.scope.kind(chain.id, self.notebook) != "outside":
+            return None
+        return ".".join([self.modules[chain.id], *reversed(names)])
+
+    def mutates(self, node: ast.Attribute) -> bool:
+        """A mutating method of an outside object; in-place ``*_`` functions of a library's
+        lowercase modules (``torch.nn.init.normal_``) are not."""
+        attribute = node.attr
+        in_place = attribute.endswith("_") and not attribute.startswith("_")
+        if attribute not in MUTATING_METHODS and not in_place:
+            return False
+        text = self.module_root(node.value)
+        library = text is not None and text.islower() and not text.startswith("nf_course")
+        return not library
+
+    def visit_Call(self, node: ast.Call) -> None:
+        function = node.func
+        if (
+            isinstance(function, ast.Name)
+            and self.scope.kind(function.id, NotebookNames()) == "outside"
+        ):
+            name = function.id
+            first = node.args[0] if node.args else None
+            if name in ("setattr", "delattr") and not (first is not None and self.is_self(first)):
+                self.flag(node, "setattr", f"calls `{name}` on something other than `self`")
+            elif (
+                name == "setattr" and len(node.args) > 2 and self.kind_of(node.args[2]) == "outside"
+            ):
+                if isinstance(node.args[2], (ast.Name, ast.Attribute)):
+                    self.flag(node, "setattr", "stores an imported object on `self` by name")
+            if name == "getattr" and not (first is not None and self.is_self(first)):
+                literal = node.args[1] if len(node.args) > 1 else None
+                plain = (
+                    isinstance(literal, ast.Constant)
+                    and isinstance(literal.value, str)
+                    and not literal.value.startswith("_")
+                )
+                if not plain:
+                    self.flag(node, "getattr", "calls `getattr` with a computed or private name")
+        self.generic_visit(node)
+
+    def visit_ListComp(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp) -> None:
+        for generator in node.generators:
+            self.visit(generator)
+        self.visit(node.elt)
+
+    visit_SetComp = visit_GeneratorExp = visit_ListComp
+
+    def visit_DictComp(self, node: ast.DictComp) -> None:
+        for generator in node.generators:
+            self.visit(generator)
+        self.visit(node.key)
+        self.visit(node.value)
+
+
+def _setattr_references(analyser: _Analyser, tree: ast.Module) -> None:
+    """``setattr``/``delattr`` named other than in a call (``f = setattr``) escape the call
+    check: flag them."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in ("setattr", "delattr"):
+            parent = analyser.parents.get(node)
+            if not (isinstance(parent, ast.Call) and parent.func is node):
+                analyser.flag(node, "setattr", f"uses `{node.id}` as a value")
+
+
+def _run(tree: ast.Module, notebook: NotebookNames, self_aliases: set[str]) -> _Analyser:
+    analyser = _Analyser(notebook, self_aliases)
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            analyser.parents[child] = node
+    for statement in tree.body:
+        analyser.visit(statement)
+    _setattr_references(analyser, tree)
+    return analyser
+
+
+def top_level_kinds(tree: ast.Module, notebook: NotebookNames) -> dict[str, str]:
+    """``name -> kind`` of what one cell binds at the top level (``t = torch``: outside)."""
+    return dict(_run(tree, notebook, set()).scope.kinds)
+
+
+def analyse_cell(tree: ast.Module, notebook: NotebookNames) -> list[Finding]:
+    """Every finding of the rules in one parsed cell (see :func:`parse_cell`), by line.
+
+    Two passes: the first finds the attributes of ``self`` that hold imported objects, so that
+    a method may use one that another method stores.
+    """
+    self_aliases: set[str] = set()
+    _run(tree, notebook, self_aliases)
+    analyser = _run(tree, notebook, self_aliases)
+    unique = {(f.line, f.rule, f.detail): f for f in analyser.findings}
+    return sorted(unique.values(), key=lambda f: (f.line, f.rule))
+
+
+def builtins_read(tree: ast.Module) -> set[str]:
+    """Builtin names a cell reads (``float``, ``print``...): rebinding them is protected."""
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    return {name for name in names if hasattr(builtins, name) and not name.startswith("_")}
