@@ -10,8 +10,16 @@ through ``python -m nf_course.instructor`` (see the README), which grades studen
 import os
 import re
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import GetGrades, NbGraderPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    Execute,
+    GetGrades,
+    LimitOutput,
+    NbGraderPreprocessor,
+    SaveAutoGrades,
+)
 
 
 class HideHiddenTests(NbGraderPreprocessor):
@@ -60,6 +68,22 @@ c.Execute.interrupt_on_timeout = True
 
 # Locked test cells are restored from the gradebook, and deleted ones are put back.
 c.OverwriteCells.add_missing_cells = True
+
+# Tampering: after the notebook ran and before it is scored, nf_course.tamper analyses the cells
+# the student could edit; the tests after a flagged cell score 0, and the flags are recorded in
+# grading/tamper/ for `instructor autograde` and `instructor grades`. Named by its import path, it
+# is imported (with torch) by `nbgrader autograde` only.
+c.Autograde.autograde_preprocessors = [
+    Execute,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    "nf_course.tamper.FlagTampering",
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
+c.FlagTampering.source_directory = os.path.join(course_root, "solutions")
+c.FlagTampering.report_directory = os.path.join(workspace, "tamper")
 
 # Feedback never shows hidden test code, nor the tracebacks that would quote it.
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import psutil
 
+from nf_course.tamper import clear_flags, read_flags
+
 __all__ = [
     "autograde",
     "export_grades",
@@ -41,6 +43,7 @@ __all__ = [
 
 WORKSPACE = "grading"
 STATUS_FILE = "autograde_status.json"
+TAMPER_FOLDER = "tamper"  # nf_course.tamper's reports (see nbgrader_config.py)
 
 
 def _course_root(root: str | None) -> Path:
@@ -124,8 +127,9 @@ def autograde(
 ) -> dict[str, dict[str, object]]:
     """Autograde ``assignment`` one student at a time; record each outcome and return them.
 
-    Returns ``{student: {"status": "graded" | "failed", "reason": str, "seconds": float}}``;
-    the same goes into ``grading/autograde_status.json`` (merged with earlier runs).
+    Returns ``{student: {"status": "graded" | "failed", "reason": str, "seconds": float,
+    "flag": str}}`` (``flag``: what :mod:`nf_course.tamper` flagged, "" if nothing); the same
+    goes into ``grading/autograde_status.json`` (merged with earlier runs).
     """
     submitted = root / WORKSPACE / "submitted"
     everyone = sorted(p.parent.name for p in submitted.glob(f"*/{assignment}") if p.is_dir())
@@ -136,6 +140,7 @@ def autograde(
     logs.mkdir(parents=True, exist_ok=True)
     outcomes: dict[str, dict[str, object]] = {}
     for student in students or everyone:
+        clear_flags(root / WORKSPACE / TAMPER_FOLDER, assignment, student)
         started = time.monotonic()
         code, output = _nbgrader(
             root, "autograde", assignment, "--student", student, "--force", timeout=timeout
@@ -154,8 +159,13 @@ def autograde(
                 "reason": _failure_reason(code, output, timeout),
                 "seconds": seconds,
             }
+        outcome["flag"] = read_flags(root / WORKSPACE / TAMPER_FOLDER, assignment, student)
         outcomes[student] = outcome
-        print(f"{assignment} {student}: {outcome['status']} in {seconds:.1f} s {outcome['reason']}")
+        flagged = f" FLAGGED for review: {outcome['flag']}" if outcome["flag"] else ""
+        print(
+            f"{assignment} {student}: {outcome['status']} in {seconds:.1f} s "
+            f"{outcome['reason']}{flagged}"
+        )
     status_path = root / WORKSPACE / STATUS_FILE
     status = json.loads(status_path.read_text()) if status_path.is_file() else {}
     status.setdefault(assignment, {}).update(outcomes)
@@ -172,7 +182,8 @@ def generate_feedback(root: Path, assignment: str) -> None:
 
 
 def export_grades(root: Path, output: Path) -> list[dict[str, object]]:
-    """Write one CSV row per (assignment, student): score, max score, status and reason.
+    """Write one CSV row per (assignment, student): score, max score, status, reason, seconds
+    and the tampering flag (see :mod:`nf_course.tamper`; empty if none).
 
     Scores come from the gradebook; a submission whose autograding failed scores 0 with the
     recorded reason.
@@ -202,11 +213,21 @@ def export_grades(root: Path, output: Path) -> list[dict[str, object]]:
                         "status": outcome["status"],
                         "reason": outcome["reason"],
                         "seconds": outcome["seconds"],
+                        "flag": outcome.get("flag", ""),
                     }
                 )
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", newline="") as handle:
-        fields = ["assignment", "student", "score", "max_score", "status", "reason", "seconds"]
+        fields = [
+            "assignment",
+            "student",
+            "score",
+            "max_score",
+            "status",
+            "reason",
+            "seconds",
+            "flag",
+        ]
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
