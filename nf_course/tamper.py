@@ -48,6 +48,7 @@ from nf_course.tamper_rules import (
     Finding,
     NotebookNames,
     analyse_cell,
+    attached_methods,
     bindings_of,
     builtins_read,
     import_bindings,
@@ -60,6 +61,7 @@ __all__ = [
     "Flag",
     "FlagTampering",
     "analyse_notebook",
+    "clear_flags",
     "instructor_sources",
     "penalize",
     "read_flags",
@@ -116,6 +118,7 @@ def _notebook_names(instructor: list, student: list) -> NotebookNames:
                 names.protected[name] = set()
         for name in builtins_read(tree):
             names.protected.setdefault(name, set())
+    names.methods = attached_methods(student)
     for tree in student:
         for name, kind in top_level_kinds(tree, names).items():
             names.kinds[name] = "outside" if "outside" in (kind, names.kinds.get(name)) else "own"

@@ -52,6 +52,7 @@ __all__ = [
     "Finding",
     "NotebookNames",
     "analyse_cell",
+    "attached_methods",
     "bindings_of",
     "builtins_read",
     "import_bindings",
@@ -160,12 +161,15 @@ class NotebookNames:
         kinds: name -> ``own`` or ``outside``, for names bound at the top level by any cell.
         checkers: names bound to objects imported from the checker packages.
         modules: name -> the dotted path it was imported as (``np`` -> ``numpy``).
+        methods: top-level functions attached to a class (``Planar.inverse = planar_inverse``)
+            and never called by name: their first parameter is ``self``.
     """
 
     protected: dict[str, set[tuple[str, str | None]]] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
     checkers: set[str] = field(default_factory=set)
     modules: dict[str, str] = field(default_factory=dict)
+    methods: set[str] = field(default_factory=set)
 
 
 def parse_cell(source: str) -> ast.Module | None:
@@ -325,6 +329,8 @@ class _Analyser(ast.NodeVisitor):
         return isinstance(node, ast.Name) and node.id == self.scope.self_name
 
     def check_top_level_binding(self, node: ast.stmt, name: str, how: str) -> None:
+        if name == "*":
+            self.flag(node, "protected-name", "a star import may rebind the names tests use")
         if not self.at_top_level() or name not in self.notebook.protected:
             return
         allowed = self.notebook.protected[name]
@@ -385,7 +391,8 @@ class _Analyser(ast.NodeVisitor):
         is_static = any(
             isinstance(d, ast.Name) and d.id == "staticmethod" for d in node.decorator_list
         )
-        self_name = positional[0].arg if self.class_depth and positional and not is_static else None
+        method = self.class_depth or (self.at_top_level() and node.name in self.notebook.methods)
+        self_name = positional[0].arg if method and positional and not is_static else None
         if self_name:
             kinds[self_name] = "self"
         outer, depth = self.scope, self.class_depth
@@ -696,6 +703,20 @@ def analyse_cell(tree: ast.Module, notebook: NotebookNames) -> list[Finding]:
     analyser = _run(tree, notebook, self_aliases)
     unique = {(f.line, f.rule, f.detail): f for f in analyser.findings}
     return sorted(unique.values(), key=lambda f: (f.line, f.rule))
+
+
+def attached_methods(trees: list[ast.Module]) -> set[str]:
+    """Functions assigned as an attribute of a name (``Planar.inverse = planar_inverse``) and
+    never called by name, so never given an object of the caller's choice as ``self``."""
+    attached, called = set(), set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name):
+                if any(isinstance(target, ast.Attribute) for target in node.targets):
+                    attached.add(node.value.id)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                called.add(node.func.id)
+    return attached - called
 
 
 def builtins_read(tree: ast.Module) -> set[str]:

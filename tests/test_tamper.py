@@ -8,7 +8,15 @@ import nbformat
 import nbgrader_course as course
 import pytest
 
-from nf_course.tamper import ERROR_NAME, analyse_notebook, instructor_sources, penalize
+from nf_course.tamper import (
+    ERROR_NAME,
+    FlagTampering,
+    analyse_notebook,
+    clear_flags,
+    instructor_sources,
+    penalize,
+    read_flags,
+)
 
 GIVEN = """import math
 import os
@@ -185,6 +193,11 @@ HOSTILE = {
     "socket": ("import socket", "system-access"),
     "subprocess": ("import subprocess", "system-access"),
     "pathlib": ("from pathlib import Path", "system-access"),
+    "star_import": ("from nf_course.grading_checks.planar import *", "protected-name"),
+    "attached_then_called": (
+        "def patch(self):\n    self.allclose = max\nShift.patch = patch\npatch(torch)",
+        "outside-write",
+    ),
     "mock": ("from unittest import mock", "forbidden-module"),
     "signal": ("import signal", "forbidden-module"),
 }
@@ -262,6 +275,11 @@ LEGAL = {
         "    @staticmethod\n    def make(dim: int) -> 'Config':\n        return Config(dim)\n"
         "    @classmethod\n    def default(cls) -> 'Config':\n        return cls()\n"
     ),
+    "method_attached_later": (
+        "def shift_inverse(self, z):\n    self.last_z = z\n    self.calls = self.calls + 1\n"
+        "    return z - self.shift, z.new_zeros(z.shape[0])\n\n\nShift.inverse = shift_inverse\n"
+        "Shift.calls = 0\n"
+    ),
     "syntax_error_is_a_mistake": "def broken(:\n    pass",
 }
 
@@ -308,3 +326,22 @@ def test_no_correct_submission_nor_mistake_is_flagged(assignment: str) -> None:
             source = nbformat.read(course.REPOSITORY / "solutions" / assignment / name, 4)
             flags = analyse_notebook(notebook.cells, instructor_sources(source))
             assert flags == [], f"{assignment}, {student}: {[str(f) for f in flags]}"
+
+
+def test_preprocessor_records_the_flags_and_zeroes_the_tests(tmp_path) -> None:
+    source = nbformat.v4.new_notebook(cells=_notebook("raise NotImplementedError()"))
+    (tmp_path / "solutions" / "a1").mkdir(parents=True)
+    nbformat.write(source, str(tmp_path / "solutions" / "a1" / "nb.ipynb"))
+    submission = nbformat.v4.new_notebook(cells=_notebook(ANSWER + "\ntorch.allclose = max\n"))
+    preprocessor = FlagTampering(
+        source_directory=str(tmp_path / "solutions"), report_directory=str(tmp_path / "tamper")
+    )
+    resources = {"nbgrader": {"assignment": "a1", "notebook": "nb", "student": "eve"}}
+    preprocessor.preprocess(submission, resources)
+    errors = [c for c in submission.cells if any(o.output_type == "error" for o in c.outputs)]
+    assert [c.metadata["nbgrader"]["grade_id"] for c in errors] == ["test_shift", "test_hidden"]
+    reason = read_flags(tmp_path / "tamper", "a1", "eve")
+    assert "nb: shift, line 12: [outside-write]" in reason and "test_shift, test_hidden" in reason
+    assert read_flags(tmp_path / "tamper", "a1", "bob") == ""
+    clear_flags(tmp_path / "tamper", "a1", "eve")
+    assert read_flags(tmp_path / "tamper", "a1", "eve") == ""
