@@ -198,6 +198,13 @@ HOSTILE = {
         "def patch(self):\n    self.allclose = max\nShift.patch = patch\npatch(torch)",
         "outside-write",
     ),
+    "magic_in_timeit": ("%timeit torch.allclose.__code__", "dunder"),
+    "shell_escape": ("!cat ../../../solutions/*/*.ipynb", "dynamic-code"),
+    "ipython_import": ("from IPython import get_ipython", "forbidden-module"),
+    "matplotlib_to_numpy": (
+        "import matplotlib.pyplot as plt\nplt.np.allclose = max",
+        "outside-write",
+    ),
     "mock": ("from unittest import mock", "forbidden-module"),
     "signal": ("import signal", "forbidden-module"),
 }
@@ -280,6 +287,22 @@ LEGAL = {
         "    return z - self.shift, z.new_zeros(z.shape[0])\n\n\nShift.inverse = shift_inverse\n"
         "Shift.calls = 0\n"
     ),
+    "notebook_habits": (
+        "from __future__ import annotations\n"
+        "from IPython.display import display\nimport matplotlib.pyplot as plt\n"
+        "plt.rcParams['figure.figsize'] = (4, 3)\ntorch.backends.cudnn.deterministic = True\n"
+        "%matplotlib inline\n%timeit -n 3 Shift(2)(torch.ones(1, 2))\n"
+        "display(Shift(2))\n"
+    ),
+    "pyro_and_distributions": (
+        "import pyro.distributions.transforms as T\n\n"
+        "class Wrapped(torch.nn.Module):\n    def __init__(self, dim):\n"
+        "        super(Wrapped, self).__init__()\n"
+        "        self.t = T.affine_coupling(dim, hidden_dims=[8])\n"
+        "        self.base = torch.distributions.Normal(0.0, 1.0)\n        self.act = torch.tanh\n"
+        "    def forward(self, x):\n        z = self.t(self.act(x))\n"
+        "        return z, self.t.log_abs_det_jacobian(x, z)\n"
+    ),
     "syntax_error_is_a_mistake": "def broken(:\n    pass",
 }
 
@@ -287,6 +310,15 @@ LEGAL = {
 @pytest.mark.parametrize("name", sorted(LEGAL))
 def test_legal_code_is_not_flagged(name: str) -> None:
     assert _flags(LEGAL[name]) == []
+
+
+def test_a_timed_cell_of_the_student_is_analysed_not_flagged() -> None:
+    cells = _notebook(ANSWER)
+    cells.insert(2, _cell("%%time\nlayer = Shift(2)\nout = layer(torch.ones(3, 2))\n"))
+    assert analyse_notebook(cells, [GIVEN, VISIBLE_TEST, HIDDEN_TEST]) == []
+    cells[2].source = "%%time\ntorch.allclose = max\n"
+    flags = analyse_notebook(cells, [GIVEN, VISIBLE_TEST, HIDDEN_TEST])
+    assert [(f.cell, f.rule) for f in flags] == [("cell 3", "outside-write")]
 
 
 def test_penalize_zeroes_only_the_tests_after_the_first_flag() -> None:
