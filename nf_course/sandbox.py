@@ -109,7 +109,7 @@ def _parents(path: str) -> list[str]:
     """Create the folders above ``path`` traversable (bwrap would make them 0700, root's)."""
     args: list[str] = []
     parent = os.path.dirname(path)
-    while parent not in ("/", ""):
+    while parent not in ("/", "", SCRATCH):
         args = ["--perms", "0755", "--dir", parent, *args]
         parent = os.path.dirname(parent)
     return args
@@ -135,10 +135,10 @@ def bwrap_command(
     if uid is None:
         args += ["--unshare-user"]
     args += _system_binds()
-    for path in [*_python_roots(), *extra_read_only]:
-        args += [*_parents(path), "--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--perms", "1777", "--size", str(disk_bytes), "--tmpfs", SCRATCH]
+    for path in [*_python_roots(), *extra_read_only]:
+        args += [*_parents(path), "--ro-bind", path, path]
     args += ["--ro-bind", inbox, INBOX, "--chdir", SCRATCH, "--clearenv"]
     for name, value in env.items():
         args += ["--setenv", name, value]
