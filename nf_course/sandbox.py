@@ -101,7 +101,9 @@ def _system_binds() -> list[str]:
             args += ["--symlink", os.readlink(name), name]
         elif os.path.isdir(name):
             args += ["--ro-bind", name, name]
-    args += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    for name in ("/etc/ld.so.cache", "/etc/fonts"):  # the loader cache; fc-list, for matplotlib
+        if os.path.exists(name):
+            args += [*_parents(name), "--ro-bind", name, name]
     return args
 
 
