@@ -19,6 +19,11 @@ work. The sandbox keeps the files safe but not the kernel's memory. Three design
   rebinding the names the tests use) is flagged, and correct code, which never needs these,
   is not. This one is used; the rules are in :mod:`nf_course.tamper_rules`.
 
+Limits, by choice: item writes into a function's argument are allowed (a bijector that changes
+its input in place is a mistake the checker must grade, not a flag), and values are not
+followed through calls, so the rules refuse the routes that reach the checker (passing a check,
+a module object or ``self`` of the caller's choice) rather than tracking each value.
+
 Which cells: every code cell whose source is not, verbatim, a non-solution code cell of the
 instructor's notebook in ``solutions/`` (locked cells are restored by nbgrader before this
 runs; the given cells a student leaves untouched are the instructor's code).

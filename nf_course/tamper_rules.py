@@ -157,9 +157,6 @@ class Finding:
     rule: str
     detail: str
 
-    def __str__(self) -> str:
-        return f"line {self.line}: [{self.rule}] {self.detail}"
-
 
 @dataclass
 class NotebookNames:
