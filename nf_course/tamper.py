@@ -111,7 +111,9 @@ def _notebook_names(instructor: list, student: list) -> NotebookNames:
                     continue
                 path = module if attribute is None else f"{module}.{attribute}"
                 names.modules[name] = path
-                if any(path.startswith(p + ".") for p in CHECKER_PACKAGES):
+                if attribute is None:
+                    names.module_names.add(name)
+                if any(path == p or path.startswith(p + ".") for p in CHECKER_PACKAGES):
                     names.checkers.add(name)
     for tree in instructor:
         for statement, name, how in bindings_of(tree):

@@ -33,7 +33,8 @@ protected-name      rebinding at the top level a name that the instructor's cell
                     or define, or a builtin that they use (importing the same object again
                     is allowed)
 checker-as-value    a name imported from ``nf_course.checks`` or ``nf_course.grading_checks``
-                    used other than by calling it (stored, passed on, returned)
+                    used other than by calling it, or a module bound by ``import`` used other
+                    than through its attributes (stored, passed on, returned)
 ==================  =================================================================
 
 Objects are classified by where their name was bound: ``own`` (made by the student's code: a
@@ -169,6 +170,7 @@ class NotebookNames:
         kinds: name -> ``own`` or ``outside``, for names bound at the top level by any cell.
         checkers: names bound to objects imported from the checker packages.
         modules: name -> the dotted path it was imported as (``np`` -> ``numpy``).
+        module_names: names bound by a plain ``import`` (certainly modules).
         methods: top-level functions attached to a class (``Planar.inverse = planar_inverse``)
             and never called by name: their first parameter is ``self``.
     """
@@ -178,6 +180,7 @@ class NotebookNames:
     checkers: set[str] = field(default_factory=set)
     modules: dict[str, str] = field(default_factory=dict)
     methods: set[str] = field(default_factory=set)
+    module_names: set[str] = field(default_factory=set)
 
 
 def parse_cell(source: str) -> ast.Module | None:
@@ -287,6 +290,7 @@ class _Analyser(ast.NodeVisitor):
         self.class_depth = 0  # > 0 directly inside a class body
         self.parents: dict[ast.AST, ast.AST] = {}
         self.modules = dict(notebook.modules)
+        self.module_names = set(notebook.module_names)
         # attributes of `self` that hold outside objects (`self.m = torch`), found by a first
         # pass over the cell
         self.self_aliases = self_aliases
@@ -371,6 +375,8 @@ class _Analyser(ast.NodeVisitor):
     def bind_imports(self, node: ast.Import | ast.ImportFrom) -> None:
         for name, module, attribute in import_bindings(node):
             self.modules[name] = module if attribute is None else f"{module}.{attribute}"
+            if attribute is None:
+                self.module_names.add(name)
             self.scope.kinds[name] = "outside"
             self.check_top_level_binding(node, name, "import")
 
@@ -583,6 +589,10 @@ class _Analyser(ast.NodeVisitor):
             self.flag(node, "dunder", f"uses the name `{name}`")
         if name in self.notebook.checkers and not local and not self.is_called(node):
             self.flag(node, "checker-as-value", f"uses the check `{name}` as a value")
+        elif name in self.module_names and not local and isinstance(node.ctx, ast.Load):
+            parent = self.parents.get(node)
+            if not (isinstance(parent, ast.Attribute) and parent.value is node):
+                self.flag(node, "checker-as-value", f"uses the module `{name}` as a value")
 
     def is_called(self, node: ast.expr) -> bool:
         parent = self.parents.get(node)
@@ -600,11 +610,13 @@ class _Analyser(ast.NodeVisitor):
                 self.flag(node, "dunder", f"uses the attribute `{attribute}`")
         elif attribute in FRAME_ATTRIBUTES:
             self.flag(node, "frame-access", f"uses the frame attribute `{attribute}`")
-        elif attribute.startswith("_") and kind == "outside":
+        elif attribute.startswith("_") and (kind == "outside" or self.deep_argument(node, kind)):
             self.flag(node, "private-attribute", f"uses `{ast.unparse(node)}`")
         elif attribute.startswith("register_module_"):
             self.flag(node, "outside-mutation", f"installs a global hook `{attribute}`")
-        elif kind == "outside" and self.mutates(node):
+        elif (kind == "outside" and self.mutates(node)) or (
+            self.deep_argument(node, kind, 2) and attribute in MUTATING_METHODS
+        ):
             self.flag(node, "outside-mutation", f"changes `{ast.unparse(node.value)}` in place")
         if kind == "outside" and self.module_root(node.value) == "os":
             if attribute not in SAFE_OS_ATTRIBUTES:
@@ -612,6 +624,16 @@ class _Analyser(ast.NodeVisitor):
         dotted = self.module_root(node)
         if dotted is not None and _under(dotted, FORBIDDEN_MODULES):
             self.flag(node, "forbidden-module", f"uses `{dotted}`")
+
+    @staticmethod
+    def deep_argument(node: ast.Attribute, kind: str, depth: int = 1) -> bool:
+        """An attribute reached from an argument through ``depth`` attributes or more
+        (``module.nn.modules._hooks``): what an argument holds is not the function's to change."""
+        chain, found = node.value, 0
+        while isinstance(chain, (ast.Attribute, ast.Subscript)):
+            found += isinstance(chain, ast.Attribute)
+            chain = chain.value
+        return kind == "param" and found >= depth
 
     def module_root(self, node: ast.expr) -> str | None:
         """``node`` as a dotted path when it is a chain of names rooted at an import, the

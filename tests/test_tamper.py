@@ -205,6 +205,23 @@ HOSTILE = {
         "import matplotlib.pyplot as plt\nplt.np.allclose = max",
         "outside-write",
     ),
+    "module_passed_on": (
+        "import nf_course\n\ndef clear(package):\n"
+        "    package.grading_checks.autoregressive.MASK_CASES.clear()\nclear(nf_course)",
+        "checker-as-value",
+    ),
+    "checker_package_passed_on": (
+        "from nf_course import grading_checks\n\ndef f(m):\n    return m\nf(grading_checks)",
+        "checker-as-value",
+    ),
+    "argument_deep_mutation": (
+        "def clear(package):\n    package.grading_checks.autoregressive.MASK_CASES.clear()",
+        "outside-mutation",
+    ),
+    "argument_private_hooks": (
+        "def hook(nn):\n    nn.modules.module._global_forward_hooks[0] = print",
+        "private-attribute",
+    ),
     "mock": ("from unittest import mock", "forbidden-module"),
     "signal": ("import signal", "forbidden-module"),
 }
@@ -302,6 +319,10 @@ LEGAL = {
         "        self.base = torch.distributions.Normal(0.0, 1.0)\n        self.act = torch.tanh\n"
         "    def forward(self, x):\n        z = self.t(self.act(x))\n"
         "        return z, self.t.log_abs_det_jacobian(x, z)\n"
+    ),
+    "arguments_changed_in_place": (
+        "def reset(layer, cache):\n    layer.cache.clear()\n    cache.append(layer)\n"
+        "    layer.net.weight.data.zero_()\n    return cache\n"
     ),
     "syntax_error_is_a_mistake": "def broken(:\n    pass",
 }
