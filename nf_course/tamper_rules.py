@@ -73,6 +73,9 @@ SYSTEM_MODULES = (
     "ftplib smtplib requests asyncio io codecs fcntl mmap resource pty nbformat sqlite3"
 ).split()
 ALLOWED_MODULES = ("IPython.display",)
+# modules that other modules hold as attributes (``torch.sys``, ``numpy.os``): reached that way
+# they are flagged too
+REEXPORTED = {"sys", "builtins", "importlib", "gc", "ctypes", "inspect", "os", "pickle", "socket"}
 # IPython magics that only time or capture code of the cell (which is analysed like the rest)
 SAFE_MAGICS = {"time", "timeit", "capture", "matplotlib"}
 # global settings a notebook may change: plotting style, cuDNN's determinism
@@ -624,6 +627,8 @@ class _Analyser(ast.NodeVisitor):
         dotted = self.module_root(node)
         if dotted is not None and _under(dotted, FORBIDDEN_MODULES):
             self.flag(node, "forbidden-module", f"uses `{dotted}`")
+        elif dotted is not None and any(part in REEXPORTED for part in dotted.split(".")[1:]):
+            self.flag(node, "forbidden-module", f"reaches a system module through `{dotted}`")
 
     @staticmethod
     def deep_argument(node: ast.Attribute, kind: str, depth: int = 1) -> bool:
@@ -719,6 +724,7 @@ class _Analyser(ast.NodeVisitor):
                     isinstance(literal, ast.Constant)
                     and isinstance(literal.value, str)
                     and not literal.value.startswith("_")
+                    and literal.value not in REEXPORTED
                 )
                 if not plain:
                     self.flag(node, "getattr", "calls `getattr` with a computed or private name")

@@ -222,6 +222,9 @@ HOSTILE = {
         "def hook(nn):\n    nn.modules.module._global_forward_hooks[0] = print",
         "private-attribute",
     ),
+    "sys_through_torch": ("torch.sys.modules.update({})", "forbidden-module"),
+    "os_through_torch": ("torch.os.system('ls')", "forbidden-module"),
+    "sys_by_getattr": ("getattr(torch, 'sys').modules.clear()", "getattr"),
     "mock": ("from unittest import mock", "forbidden-module"),
     "signal": ("import signal", "forbidden-module"),
 }
