@@ -26,7 +26,8 @@ a module object or ``self`` of the caller's choice) rather than tracking each va
 
 Which cells: every code cell whose source is not, verbatim, a non-solution code cell of the
 instructor's notebook in ``solutions/`` (locked cells are restored by nbgrader before this
-runs; the given cells a student leaves untouched are the instructor's code).
+runs, deleted ones added back under a comment that is ignored; the given cells a student
+leaves untouched are the instructor's code).
 
 What a flag costs: the graded test cells that run after the first flagged cell (only those can
 see its effects) get an error output naming the flag before nbgrader's ``SaveAutoGrades``
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -73,6 +75,8 @@ __all__ = [
 ]
 
 ERROR_NAME = "TamperingFlagged"
+# The comment nbgrader's OverwriteCells puts above a deleted test cell that it adds back.
+RESTORED = re.compile(r"\A# This cell \(id:[^)]*\) was missing from the submission\..*\n\n")
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ def analyse_notebook(cells: list[nbformat.NotebookNode], instructor: list[str]) 
     instructor_trees = [t for t in map(parse_cell, instructor) if t is not None]
     student: list[tuple[int, str, object]] = []
     for index, cell in enumerate(cells):
-        if cell.cell_type != "code" or cell.source in trusted:
+        if cell.cell_type != "code" or RESTORED.sub("", cell.source) in trusted:
             continue
         tree = parse_cell(cell.source)
         if tree is None:  # it does not compile: the kernel runs none of it

@@ -336,6 +336,15 @@ def test_legal_code_is_not_flagged(name: str) -> None:
     assert _flags(LEGAL[name]) == []
 
 
+def test_a_test_cell_added_back_by_nbgrader_is_the_instructors() -> None:
+    cells = _notebook(ANSWER)
+    notice = "# This cell (id:test_shift) was missing from the submission. It was added back"
+    cells[2].source = f"{notice} by nbgrader.\n\n{VISIBLE_TEST}"
+    cells.insert(3, _cell("check_close = print  # a student's cell"))
+    flags = analyse_notebook(cells, [GIVEN, VISIBLE_TEST, HIDDEN_TEST])
+    assert [(f.cell, f.rule) for f in flags] == [("cell 4", "protected-name")]
+
+
 def test_a_timed_cell_of_the_student_is_analysed_not_flagged() -> None:
     cells = _notebook(ANSWER)
     cells.insert(2, _cell("%%time\nlayer = Shift(2)\nout = layer(torch.ones(3, 2))\n"))
