@@ -17,7 +17,8 @@ work. The sandbox keeps the files safe but not the kernel's memory. Three design
   reach an object the student's code did not create (reflection, dynamic code, interpreter
   modules, attribute or item writes on imported or instructor-made objects, dunders, frames,
   rebinding the names the tests use) is flagged, and correct code, which never needs these,
-  is not. This one is used; the rules are in :mod:`nf_course.tamper_rules`.
+  is not. This one is used; the rules are in :mod:`nf_course.tamper_rules`, the names they
+  consult in :mod:`nf_course.tamper_names`.
 
 Limits, by choice: item writes into a function's argument are allowed (a bijector that changes
 its input in place is a mistake the checker must grade, not a flag), and values are not
@@ -50,18 +51,15 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
-from nf_course.tamper_rules import (
-    CHECKER_PACKAGES,
-    Finding,
+from nf_course.tamper_names import (
     NotebookNames,
-    analyse_cell,
     attached_methods,
     bindings_of,
     builtins_read,
     import_bindings,
     parse_cell,
-    top_level_kinds,
 )
+from nf_course.tamper_rules import CHECKER_PACKAGES, Finding, analyse_cell, top_level_kinds
 
 __all__ = [
     "ERROR_NAME",
