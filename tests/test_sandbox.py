@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -49,11 +50,16 @@ async def sandboxed_kernel(cwd: str | None = None, **traits: object) -> AsyncIte
     finally:
         family += [p for p in outer.children(recursive=True) if p not in family]
         client.stop_channels()
+        stopped = time.time()
         await manager.shutdown_kernel(now=True)
         _, alive = psutil.wait_procs(family, timeout=10)
         assert not alive, f"still running after shutdown: {alive}"
-        if uid != os.getuid():
-            left = [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid]
+        if uid != os.getuid():  # (a later sandbox, of another test run, may have that uid now)
+            left = [
+                p
+                for p in psutil.process_iter(["uids", "create_time"])
+                if p.info["uids"].real == uid and p.info["create_time"] < stopped
+            ]
             assert not left, f"processes of the sandbox uid {uid} survive: {left}"
 
 
@@ -206,6 +212,20 @@ def test_no_network_not_even_the_hosts_loopback() -> None:
     assert error is None
     assert "connected" not in text
     assert len(text.splitlines()) == 2
+
+
+def test_no_user_namespace_so_no_tmpfs_of_its_own() -> None:
+    cell = "\n".join(
+        [
+            "import ctypes, os, subprocess",
+            "libc = ctypes.CDLL(None, use_errno=True)",
+            "print(libc.unshare(0x10000000), os.strerror(ctypes.get_errno()))",  # CLONE_NEWUSER
+            "print(subprocess.run(['unshare', '-Urm', 'true'], capture_output=True).returncode)",
+        ]
+    )
+    ((text, error),) = run([cell])
+    assert error is None, text
+    assert text == "-1 Operation not permitted\n1\n"
 
 
 def test_a_fork_bomb_stops_at_the_process_limit() -> None:
