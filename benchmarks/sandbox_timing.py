@@ -12,8 +12,12 @@ equal) and the median and mean seconds per submission of each mode with their di
 
 The seconds are what the instructor's tool measures around one ``nbgrader autograde
 --student`` process: Python start-up, the gradebook, the kernel's start (in the sandbox: bwrap,
-the copy of the submission's files) and the execution of the whole notebook. Run it on an
-otherwise idle machine.
+the copy of the submission's files) and the execution of the whole notebook. The sandbox also
+sets ``OMP_NUM_THREADS=1`` for the kernel, which unconfined torch does not; on a busy machine
+that alone can make the sandboxed grading faster. So the script then isolates the sandbox's own
+cost: ``--starts`` times, alternating, it starts a kernel (sandboxed, and a plain
+``AsyncKernelManager``), waits until it answers, runs ``import torch`` and shuts it down, and
+prints the median seconds of each. Run it on an otherwise idle machine.
 
 Run::
 
@@ -24,11 +28,13 @@ Run::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -37,6 +43,37 @@ sys.path.insert(0, str(REPOSITORY / "tests"))
 import nbgrader_course as course  # noqa: E402  (the grading tests' helpers, in tests/)
 
 MODES = {"sandbox": (), "no sandbox": ("--no-sandbox",)}
+
+
+async def kernel_round_trip(manager_class: type) -> float:
+    """Seconds to start a kernel, get its answer, ``import torch`` in it and shut it down."""
+    started = time.perf_counter()
+    manager = manager_class(kernel_name="python3")
+    await manager.start_kernel(extra_arguments=["--HistoryManager.hist_file=:memory:"])
+    client = manager.client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=60)
+        reply = await client.execute_interactive("import torch", timeout=120)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        client.stop_channels()
+        await manager.shutdown_kernel()
+    return time.perf_counter() - started
+
+
+def kernel_starts(count: int) -> dict[str, list[float]]:
+    """``count`` round trips of each kind, alternating."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    from nf_course.sandbox import SandboxedKernelManager
+
+    kinds = {"sandbox": SandboxedKernelManager, "no sandbox": AsyncKernelManager}
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for index in range(count):
+        for kind in list(kinds) if index % 2 == 0 else list(reversed(kinds)):
+            times[kind].append(asyncio.run(kernel_round_trip(kinds[kind])))
+    return times
 
 
 def prepare(root: Path, assignment: str, mistakes: int) -> list[str]:
@@ -82,6 +119,9 @@ def main() -> None:
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="outer time limit per submission (s)"
     )
+    parser.add_argument(
+        "--starts", type=int, default=10, help="kernel round trips of each kind to time"
+    )
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
     seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
@@ -114,6 +154,14 @@ def main() -> None:
     print(
         f"sandbox - no sandbox, per submission: median {statistics.median(extra):+.1f} s, "
         f"mean {statistics.mean(extra):+.1f} s"
+    )
+    times = kernel_starts(args.starts)
+    print(f"\nkernel start, answer, import torch, shutdown ({args.starts} each, alternating)")
+    for kind, values in times.items():
+        print(f"{kind:<12} median {statistics.median(values):.2f} s")
+    print(
+        f"the sandbox's own cost: "
+        f"{statistics.median(times['sandbox']) - statistics.median(times['no sandbox']):+.2f} s"
     )
 
 

@@ -351,6 +351,9 @@ class SandboxedKernelManager(AsyncKernelManager):
             "MPLBACKEND": "Agg",
             "MPLCONFIGDIR": f"{HOME}/.config/matplotlib",
             "PYTHONDONTWRITEBYTECODE": "1",
+            # The kernel's parent is bwrap's process 1, and ipykernel watches no PID 1 (nor
+            # prints its console banner): bwrap --die-with-parent ends it with the grader.
+            "JPY_PARENT_PID": "1",
         }
         if "NBGRADER_EXECUTION" in os.environ:
             env["NBGRADER_EXECUTION"] = os.environ["NBGRADER_EXECUTION"]
