@@ -222,7 +222,8 @@ class _UidLease:
     """
 
     def __init__(self, base: int, count: int = 1000) -> None:
-        folder = Path(tempfile.gettempdir()) / f"nf-course-sandbox-uids-{os.geteuid()}"
+        # One folder for every grader of this machine (not TMPDIR: each nbgrader has its own).
+        folder = Path("/tmp") / f"nf-course-sandbox-uids-{os.geteuid()}"
         with contextlib.suppress(FileExistsError):
             folder.mkdir(mode=0o700)
         info = os.lstat(folder)

@@ -389,3 +389,34 @@ def test_the_instructor_tool_grades_in_the_sandbox(tmp_path: Path) -> None:
     assert outputs.count("blocked") == 5, outputs
     hidden, solution = course.protected_lines(root, assignment)
     assert not [line for line in hidden | solution if line in outputs]
+
+
+def test_the_outer_limit_kills_the_sandbox_and_what_it_started(tmp_path: Path, monkeypatch) -> None:
+    """A notebook that starts a helper process and hangs, stopped by ``--timeout``: nothing of
+    its sandbox survives, and the staged copy of its files is gone."""
+    assignment = "01_change_of_variables"
+    marker = f"nf-sandbox-stall-{os.getpid()}"
+    stall = (
+        f"import subprocess, time\nsubprocess.Popen(['sh', '-c', 'sleep 600; : {marker}'])\n"
+        "while True:\n    time.sleep(0.05)\n"
+    )
+    root = course.make_course(tmp_path / "course", [assignment])
+    assert course.instructor(root, "generate", assignment).returncode == 0
+    released = course.student_notebooks_from(course.REPOSITORY, assignment)
+    solutions = course.reference_solutions(root, assignment)
+    for cells in solutions.values():
+        first = next(iter(cells))
+        cells[first] = stall + cells[first]
+    course.submit(root, assignment, "stalls", course.fill_solutions(released, solutions))
+    scratch = tmp_path / "tmp"  # the instructor tool's TMPDIR, where the sandbox stages files
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    stopped = course.instructor(root, "autograde", assignment, "--timeout", "15")
+    assert "did not finish within 15 s" in stopped.stdout, stopped.stdout + stopped.stderr
+    left = [
+        p.info
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if marker in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not left, left
+    assert not list(scratch.iterdir())
