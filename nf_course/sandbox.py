@@ -6,16 +6,17 @@ setuid). The kernel sees a read-only tree made of ``/usr``, the Python installat
 environment, and the ``nf_course`` package; a private tmpfs at ``/tmp`` (size-limited) holds its
 home, its working directory (a copy of the submission's non-notebook files) and its ZMQ sockets.
 It has no network (its own network namespace: the ZMQ channels are Unix sockets that this
-process reaches through ``/proc/<pid>/root``), its own PID, IPC and UTS namespaces, a clean
-environment, and resource limits (``prlimit``). Run by root, bwrap itself runs privileged and
-the kernel is then started under ``setpriv`` as a real unprivileged uid, a different one for
-each sandbox alive at the same time (so the process limit of one cannot starve another);
-run by anyone else, bwrap makes a user namespace and the kernel keeps the caller's uid.
+process reaches through ``/proc/<pid>/root``), its own PID, IPC and UTS namespaces, a seccomp
+filter against new user namespaces, a clean environment and resource limits (``prlimit``).
+Run by root, bwrap itself runs privileged and the kernel is then started under ``setpriv`` as
+a real unprivileged uid, a different one for each sandbox alive at the same time (so the
+process limit of one cannot starve another); run by anyone else, bwrap makes a user namespace
+and the kernel keeps the caller's uid.
 
 ``SandboxedExecute`` is nbgrader's ``Execute`` preprocessor with that kernel manager;
 ``nbgrader_config.py`` puts it in ``Autograde.autograde_preprocessors``. Every nbgrader
-guarantee stays: the per-cell timeout and its interrupt (sent by this manager to the kernel's
-process group inside the sandbox), the restored test cells, the feedback filters. The module
+guarantee stays: the per-cell timeout and its interrupt (sent by this manager to the kernel and
+its descendants inside the sandbox), the restored test cells, the feedback filters. The module
 never imports torch, so that nbgrader commands start fast. Tests: ``tests/test_sandbox.py``;
 timing: ``benchmarks/sandbox_timing.py``; README, "Grading in a sandbox".
 """
