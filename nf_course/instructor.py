@@ -32,6 +32,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,26 +76,30 @@ def _nbgrader(
     """Run ``nbgrader ARGS`` in ``root``; on timeout kill it and every kernel it started.
 
     The interpreter's ``bin`` folder goes first on ``PATH``: nbgrader calls ``alembic`` from it.
-    ``sandbox=False`` sets ``NF_COURSE_SANDBOX=0``, which ``nbgrader_config.py`` reads.
+    ``sandbox=False`` sets ``NF_COURSE_SANDBOX=0``, which ``nbgrader_config.py`` reads. Its
+    ``TMPDIR`` (where each sandbox stages the submission's files) is removed afterwards, also
+    after a kill.
     """
     env = {**os.environ}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["NF_COURSE_SANDBOX"] = "1" if sandbox else "0"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nbgrader", *args],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_tree(process.pid)
-        output, _ = process.communicate()
-        return -1, output
+    with tempfile.TemporaryDirectory(prefix="nf-course-nbgrader-") as scratch:
+        env["TMPDIR"] = scratch
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nbgrader", *args],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_tree(process.pid)
+            output, _ = process.communicate()
+            return -1, output
     return process.returncode, output
 
 

@@ -6,16 +6,17 @@ setuid). The kernel sees a read-only tree made of ``/usr``, the Python installat
 environment, and the ``nf_course`` package; a private tmpfs at ``/tmp`` (size-limited) holds its
 home, its working directory (a copy of the submission's non-notebook files) and its ZMQ sockets.
 It has no network (its own network namespace: the ZMQ channels are Unix sockets that this
-process reaches through ``/proc/<pid>/root``), its own PID, IPC and UTS namespaces, a clean
-environment, and resource limits (``prlimit``). Run by root, bwrap itself runs privileged and
-the kernel is then started under ``setpriv`` as a real unprivileged uid, a different one for
-each sandbox alive at the same time (so the process limit of one cannot starve another);
-run by anyone else, bwrap makes a user namespace and the kernel keeps the caller's uid.
+process reaches through ``/proc/<pid>/root``), its own PID, IPC and UTS namespaces, a seccomp
+filter against new user namespaces, a clean environment and resource limits (``prlimit``).
+Run by root, bwrap itself runs privileged and the kernel is then started under ``setpriv`` as
+a real unprivileged uid, a different one for each sandbox alive at the same time (so the
+process limit of one cannot starve another); run by anyone else, bwrap makes a user namespace
+and the kernel keeps the caller's uid.
 
 ``SandboxedExecute`` is nbgrader's ``Execute`` preprocessor with that kernel manager;
 ``nbgrader_config.py`` puts it in ``Autograde.autograde_preprocessors``. Every nbgrader
-guarantee stays: the per-cell timeout and its interrupt (sent by this manager to the kernel's
-process group inside the sandbox), the restored test cells, the feedback filters. The module
+guarantee stays: the per-cell timeout and its interrupt (sent by this manager to the kernel and
+its descendants inside the sandbox), the restored test cells, the feedback filters. The module
 never imports torch, so that nbgrader commands start fast. Tests: ``tests/test_sandbox.py``;
 timing: ``benchmarks/sandbox_timing.py``; README, "Grading in a sandbox".
 """
@@ -27,10 +28,14 @@ import contextlib
 import fcntl
 import importlib.util
 import os
+import platform
 import shutil
+import stat
+import struct
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,17 +122,73 @@ def _parents(path: str) -> list[str]:
     return args
 
 
+# The seccomp filter (classic BPF) of the sandbox: no new user namespace, in which the student
+# could mount a tmpfs of their own, unbounded by ``disk_bytes``. unshare and clone with
+# CLONE_NEWUSER fail with EPERM; clone3, whose flags a filter cannot read, fails with ENOSYS (libc
+# then uses clone); other ABIs (32-bit, x32) are refused. Per architecture: (audit arch, the
+# numbers of unshare, clone, clone3); elsewhere the sandbox runs without the filter.
+SECCOMP_ARCHES = {"x86_64": (0xC000003E, 272, 56, 435), "aarch64": (0xC00000B7, 97, 220, 435)}
+CLONE_NEWUSER = 0x10000000
+
+
+def seccomp_filter() -> bytes | None:
+    """The filter as ``bwrap --seccomp`` reads it (``struct sock_filter`` records), or ``None``."""
+    known = SECCOMP_ARCHES.get(platform.machine())
+    if known is None:
+        return None
+    arch, unshare, clone, clone3 = known
+    load, equal, bits, give = 0x20, 0x15, 0x45, 0x06  # BPF_LD|W|ABS, JMP|JEQ, JMP|JSET, RET
+    allow, refuse, missing = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38  # ALLOW, EPERM, ENOSYS
+    program = [  # (code, jump if true, jump if false, k); jumps skip that many instructions
+        (load, 0, 0, 4),  # 0: the architecture
+        (equal, 1, 0, arch),  # 1: native: go to 3
+        (give, 0, 0, refuse),  # 2
+        (load, 0, 0, 0),  # 3: the system call's number
+        (bits, 0, 1, 0x40000000),  # 4: x32 ABI: refuse
+        (give, 0, 0, refuse),  # 5
+        (equal, 0, 1, clone3),  # 6
+        (give, 0, 0, missing),  # 7
+        (equal, 1, 0, unshare),  # 8: unshare or clone: read the flags at 10
+        (equal, 0, 3, clone),  # 9: anything else: allow (13)
+        (load, 0, 0, 16),  # 10: flags, the low half of the first argument
+        (bits, 0, 1, CLONE_NEWUSER),  # 11
+        (give, 0, 0, refuse),  # 12
+        (give, 0, 0, allow),  # 13
+    ]
+    return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
+
+
+@contextlib.contextmanager
+def _seccomp_pipe() -> Iterator[int | None]:
+    """The read end of a pipe holding the seccomp filter, for bwrap to inherit (``None``: no
+    filter for this architecture)."""
+    program = seccomp_filter()
+    if program is None:
+        yield None
+        return
+    read, write = os.pipe()
+    os.write(write, program)
+    os.close(write)
+    try:
+        yield read
+    finally:
+        os.close(read)
+
+
 def bwrap_command(
     inbox: str,
     uid: int | None,
     disk_bytes: int,
     env: dict[str, str],
+    seccomp_fd: int | None,
     extra_read_only: list[str] = (),
 ) -> list[str]:
     """The ``bwrap`` command line up to the program: namespaces, binds, the tmpfs.
 
     ``uid`` is the unprivileged uid to become (run by root) or ``None`` (run by a normal user:
-    bwrap then makes a user namespace, the kernel keeps the caller's uid).
+    bwrap then makes a user namespace, the kernel keeps the caller's uid). The program gets
+    exactly the environment ``env`` (bwrap clears the one it inherits), and the seccomp filter
+    read from ``seccomp_fd`` (open and inherited), if any.
     """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
@@ -144,6 +205,8 @@ def bwrap_command(
     args += ["--ro-bind", inbox, INBOX, "--chdir", SCRATCH, "--clearenv"]
     for name, value in env.items():
         args += ["--setenv", name, value]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     args += ["--"]
     if uid is not None:
         args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
@@ -154,29 +217,35 @@ def bwrap_command(
 class _UidLease:
     """An unprivileged uid that no other sandbox on this machine holds (root only).
 
-    A lock file per uid, held while the sandbox lives (the kernel releases a lock when the
-    holder dies); a uid still owning a process (a sandbox being torn down) is skipped.
+    A lock file per uid in a private folder, held while the sandbox lives (the kernel releases
+    the lock when its holder dies); a uid that still owns a process (a sandbox being torn down)
+    is skipped.
     """
 
     def __init__(self, base: int, count: int = 1000) -> None:
-        folder = Path(tempfile.gettempdir()) / "nf-course-sandbox-uids"
-        folder.mkdir(mode=0o700, exist_ok=True)
+        # One folder for every grader of this machine (not TMPDIR: each nbgrader has its own).
+        folder = Path("/tmp") / f"nf-course-sandbox-uids-{os.geteuid()}"
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            raise SandboxUnavailable(f"{folder} is not a private folder of yours: remove it")
         busy = {p.info["uids"].real for p in psutil.process_iter(["uids"]) if p.info["uids"]}
         for uid in range(base, base + count):
             if uid in busy:
                 continue
-            handle = open(folder / str(uid), "w")
+            lock = os.open(folder / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                handle.close()
+                os.close(lock)
                 continue
-            self.uid, self._handle = uid, handle
+            self.uid, self._lock = uid, lock
             return
         raise SandboxUnavailable(f"all sandbox uids {base}..{base + count - 1} are in use")
 
     def release(self) -> None:
-        self._handle.close()
+        os.close(self._lock)
 
 
 _checked: set[int] = set()
@@ -189,11 +258,19 @@ def check_sandbox(uid_base: int = 2_100_000_000) -> None:
         return
     lease = _UidLease(uid_base) if os.geteuid() == 0 else None
     try:
-        with tempfile.TemporaryDirectory(prefix="nf-sandbox-check-") as inbox:
+        with (
+            tempfile.TemporaryDirectory(prefix="nf-sandbox-check-") as inbox,
+            _seccomp_pipe() as seccomp,
+        ):
             os.chmod(inbox, 0o755)
-            command = bwrap_command(inbox, lease.uid if lease else None, 1 << 20, {})
+            command = bwrap_command(inbox, lease.uid if lease else None, 1 << 20, {}, seccomp)
             result = subprocess.run(
-                [*command, "true"], capture_output=True, text=True, timeout=60, env={}
+                [*command, "true"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={},
+                pass_fds=() if seccomp is None else (seccomp,),
             )
     finally:
         if lease:
@@ -276,6 +353,9 @@ class SandboxedKernelManager(AsyncKernelManager):
             "MPLBACKEND": "Agg",
             "MPLCONFIGDIR": f"{HOME}/.config/matplotlib",
             "PYTHONDONTWRITEBYTECODE": "1",
+            # The kernel's parent is bwrap's process 1, and ipykernel watches no PID 1 (nor
+            # prints its console banner): bwrap --die-with-parent ends it with the grader.
+            "JPY_PARENT_PID": "1",
         }
         if "NBGRADER_EXECUTION" in os.environ:
             env["NBGRADER_EXECUTION"] = os.environ["NBGRADER_EXECUTION"]
@@ -304,16 +384,19 @@ class SandboxedKernelManager(AsyncKernelManager):
             f"--cpu={self.cpu_seconds}",
             f"--fsize={self.file_bytes}",
         ]
-        command = bwrap_command(
-            str(self._inbox),
-            self._lease.uid if self._lease else None,
-            self.disk_bytes,
-            self._environment(),
-            list(self.extra_read_only),
-        )
-        command += ["sh", "-c", START, "start", "prlimit", *limits, "--", *inner]
-        kw.update(env={"PATH": os.environ.get("PATH", os.defpath)}, cwd=str(self._inbox))
-        await super()._async_launch_kernel(command, **kw)
+        with _seccomp_pipe() as seccomp:
+            command = bwrap_command(
+                str(self._inbox),
+                self._lease.uid if self._lease else None,
+                self.disk_bytes,
+                self._environment(),
+                seccomp,
+                list(self.extra_read_only),
+            )
+            command += ["sh", "-c", START, "start", "prlimit", *limits, "--", *inner]
+            kw.update(env={"PATH": os.environ.get("PATH", os.defpath)}, cwd=str(self._inbox))
+            kw["pass_fds"] = () if seccomp is None else (seccomp,)
+            await super()._async_launch_kernel(command, **kw)
         self._kernel = await self._find_kernel()
         # The host reaches the kernel's Unix sockets inside the sandbox's own root.
         self.ip = f"/proc/{self._kernel.pid}/root{IPC_PREFIX}"

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -49,11 +50,16 @@ async def sandboxed_kernel(cwd: str | None = None, **traits: object) -> AsyncIte
     finally:
         family += [p for p in outer.children(recursive=True) if p not in family]
         client.stop_channels()
+        stopped = time.time()
         await manager.shutdown_kernel(now=True)
         _, alive = psutil.wait_procs(family, timeout=10)
         assert not alive, f"still running after shutdown: {alive}"
-        if uid != os.getuid():
-            left = [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid]
+        if uid != os.getuid():  # (a later sandbox, of another test run, may have that uid now)
+            left = [
+                p
+                for p in psutil.process_iter(["uids", "create_time"])
+                if p.info["uids"].real == uid and p.info["create_time"] < stopped
+            ]
             assert not left, f"processes of the sandbox uid {uid} survive: {left}"
 
 
@@ -206,6 +212,20 @@ def test_no_network_not_even_the_hosts_loopback() -> None:
     assert error is None
     assert "connected" not in text
     assert len(text.splitlines()) == 2
+
+
+def test_no_user_namespace_so_no_tmpfs_of_its_own() -> None:
+    cell = "\n".join(
+        [
+            "import ctypes, os, subprocess",
+            "libc = ctypes.CDLL(None, use_errno=True)",
+            "print(libc.unshare(0x10000000), os.strerror(ctypes.get_errno()))",  # CLONE_NEWUSER
+            "print(subprocess.run(['unshare', '-Urm', 'true'], capture_output=True).returncode)",
+        ]
+    )
+    ((text, error),) = run([cell])
+    assert error is None, text
+    assert text == "-1 Operation not permitted\n1\n"
 
 
 def test_a_fork_bomb_stops_at_the_process_limit() -> None:
@@ -369,3 +389,34 @@ def test_the_instructor_tool_grades_in_the_sandbox(tmp_path: Path) -> None:
     assert outputs.count("blocked") == 5, outputs
     hidden, solution = course.protected_lines(root, assignment)
     assert not [line for line in hidden | solution if line in outputs]
+
+
+def test_the_outer_limit_kills_the_sandbox_and_what_it_started(tmp_path: Path, monkeypatch) -> None:
+    """A notebook that starts a helper process and hangs, stopped by ``--timeout``: nothing of
+    its sandbox survives, and the staged copy of its files is gone."""
+    assignment = "01_change_of_variables"
+    marker = f"nf-sandbox-stall-{os.getpid()}"
+    stall = (
+        f"import subprocess, time\nsubprocess.Popen(['sh', '-c', 'sleep 600; : {marker}'])\n"
+        "while True:\n    time.sleep(0.05)\n"
+    )
+    root = course.make_course(tmp_path / "course", [assignment])
+    assert course.instructor(root, "generate", assignment).returncode == 0
+    released = course.student_notebooks_from(course.REPOSITORY, assignment)
+    solutions = course.reference_solutions(root, assignment)
+    for cells in solutions.values():
+        first = next(iter(cells))
+        cells[first] = stall + cells[first]
+    course.submit(root, assignment, "stalls", course.fill_solutions(released, solutions))
+    scratch = tmp_path / "tmp"  # the instructor tool's TMPDIR, where the sandbox stages files
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    stopped = course.instructor(root, "autograde", assignment, "--timeout", "15")
+    assert "did not finish within 15 s" in stopped.stdout, stopped.stdout + stopped.stderr
+    left = [
+        p.info
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if marker in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not left, left
+    assert not list(scratch.iterdir())
