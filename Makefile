@@ -7,11 +7,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book check-book test lint clean assignments autograde feedback grades \
+.PHONY: setup bubblewrap book check-book test lint clean assignments autograde feedback grades \
 	hub-setup hub-install hub hub-stop hub-status hub-students hub-release hub-collect \
 	hub-autograde hub-feedback check-hub
 
-setup: $(STAMP)
+setup: $(STAMP) bubblewrap
+
+## bubblewrap (bwrap) confines each autograded notebook (README, "Grading in a sandbox"); it is
+## installed with apt-get when missing (as root, or with sudo).
+bubblewrap:
+	@command -v bwrap >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap; }
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +41,8 @@ check-book: $(STAMP)
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 	$(BIN)/python -m pytest tests_book
 
-## Run the test suite.
-test: $(STAMP)
+## Run the test suite (the grading tests need bubblewrap).
+test: $(STAMP) bubblewrap
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest --nbval-lax solutions  # every reference solution passes its tests
 
@@ -43,9 +50,11 @@ test: $(STAMP)
 assignments: $(STAMP)
 	$(BIN)/python -m nf_course.instructor generate
 
-## Instructors: autograde grading/submitted/*/$(ASSIGNMENT)/, student by student.
-autograde: $(STAMP)
-	$(BIN)/python -m nf_course.instructor autograde $(ASSIGNMENT)
+## Instructors: autograde grading/submitted/*/$(ASSIGNMENT)/, student by student, $(JOBS) at a
+## time, each notebook in a sandbox.
+JOBS ?= 1
+autograde: $(STAMP) bubblewrap
+	$(BIN)/python -m nf_course.instructor autograde $(ASSIGNMENT) --jobs $(JOBS)
 
 ## Instructors: HTML feedback for $(ASSIGNMENT) in grading/feedback/ (hidden tests removed).
 feedback: $(STAMP)
@@ -60,7 +69,7 @@ HUB := $(BIN)/python -m hub
 
 ## Install what the hub needs (apt packages, configurable-http-proxy, the students' course
 ## environment), prepare the course and the exchange, add the roster's students.
-hub-setup: $(STAMP)
+hub-setup: $(STAMP) bubblewrap
 	$(HUB) setup
 
 ## Only the machine's part of hub-setup (what the hub tests need).
@@ -89,7 +98,7 @@ hub-collect: $(STAMP)
 	$(HUB) collect $(ASSIGNMENT)
 
 ## Autograde the collected submissions with the instructor tool, on the hub's course.
-hub-autograde: $(STAMP)
+hub-autograde: $(STAMP) bubblewrap
 	$(BIN)/python -m nf_course.instructor --root "$$($(HUB) course-root)" autograde $(ASSIGNMENT)
 	$(HUB) chown
 
