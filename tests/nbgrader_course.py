@@ -189,15 +189,65 @@ def submit(
         nbformat.write(notebook, str(folder / name))
 
 
+# A hostile answer that works in any assignment: the first solution cell starts by making every
+# check of the hidden tests a no-op (nf_course.tamper must flag it; every graded test after it
+# then scores 0, whatever the answers).
+TAMPERING_STUDENT = "tampers_with_checks"
+TAMPERING = """import importlib
+import pkgutil
+
+import nf_course.grading_checks
+
+for info in pkgutil.iter_modules(nf_course.grading_checks.__path__):
+    module = importlib.import_module(f"nf_course.grading_checks.{info.name}")
+    for name in dir(module):
+        if name.startswith("check_"):
+            setattr(module, name, lambda *args, **kwargs: None)
+
+"""
+
+
+def _first_solution_cell(notebooks: dict[str, nbformat.NotebookNode]) -> tuple[str, int]:
+    for name, notebook in sorted(notebooks.items()):
+        for index, cell in enumerate(notebook.cells):
+            if cell.metadata.get("nbgrader", {}).get("solution"):
+                return name, index
+    raise ValueError("no solution cell")
+
+
+def tampering_submission(
+    notebooks: dict[str, nbformat.NotebookNode], solutions: dict[str, dict[str, str]]
+) -> dict[str, nbformat.NotebookNode]:
+    """The reference solution with :data:`TAMPERING` at the top of the first solution cell."""
+    filled = fill_solutions(notebooks, solutions)
+    name, index = _first_solution_cell(filled)
+    cell = filled[name].cells[index]
+    cell.source = TAMPERING + cell.source
+    return filled
+
+
+def tampering_losses(assignment: str) -> dict[str, float]:
+    """Every graded cell after the first solution cell, with all its points."""
+    released = student_notebooks_from(REPOSITORY, assignment)
+    name, first = _first_solution_cell(released)
+    return {
+        cell.metadata["nbgrader"]["grade_id"]: float(cell.metadata["nbgrader"]["points"])
+        for index, cell in enumerate(released[name].cells)
+        if index > first and cell.metadata.get("nbgrader", {}).get("grade")
+    }
+
+
 def submit_fake_submissions(root: Path, assignment: str) -> None:
-    """Submit the reference solution, the untouched student version, one submission per
-    correct rewrite and one per common mistake of ``assignment`` (students ``reference``,
-    ``untouched``, ``style_<rewrite>`` and each mistake's name) in the course at ``root``; the
+    """Submit the reference solution, the untouched student version, the tampering one, one
+    submission per correct rewrite and one per common mistake of ``assignment`` (students
+    ``reference``, ``untouched``, :data:`TAMPERING_STUDENT`, ``style_<rewrite>`` and each
+    mistake's name) in the course at ``root``; the
     released notebooks are the repository's."""
     released = student_notebooks_from(REPOSITORY, assignment)
     solutions = reference_solutions(root, assignment)
     submit(root, assignment, "reference", fill_solutions(released, solutions))
     submit(root, assignment, "untouched", released)
+    submit(root, assignment, TAMPERING_STUDENT, tampering_submission(released, solutions))
     for rewrite in rewrites(assignment):
         filled = fill_solutions(released, solutions, rewrite=rewrite)
         submit(root, assignment, f"style_{rewrite.name}", filled)
@@ -208,6 +258,7 @@ def submit_fake_submissions(root: Path, assignment: str) -> None:
 def expected_losses(assignment: str) -> dict[str, dict[str, float] | None]:
     """``{student: {grade_id: points lost}}`` of the fake submissions; ``None``: every point."""
     losses: dict[str, dict[str, float] | None] = {"reference": {}, "untouched": None}
+    losses[TAMPERING_STUDENT] = tampering_losses(assignment)
     losses.update({f"style_{rewrite.name}": {} for rewrite in rewrites(assignment)})
     losses.update({mistake.name: dict(mistake.loses) for mistake in mistakes(assignment)})
     return losses

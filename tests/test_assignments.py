@@ -2,8 +2,10 @@
 
 For every assignment with a ``tests/mistakes`` module, a temporary course (see
 ``nbgrader_course``) regenerates the student version, and nbgrader autogrades, in one call, the
-reference solution (full marks), the untouched student version (zero) and one submission per
-:class:`mistakes.Mistake` (exactly its ``loses`` points lost). Hostile submissions of assignment
+reference solution (full marks), the untouched student version (zero), one submission per
+:class:`mistakes.Mistake` (exactly its ``loses`` points lost), one per correct rewrite (full
+marks, and the same scores when graded again) and one that makes the hidden checks no-ops
+(flagged by :mod:`nf_course.tamper`: every test after it scores 0). Hostile submissions of assignment
 01 (a hang, a hang that ignores SIGINT, edited and deleted test cells) go through the real
 instructor tool, student by student. The courses are graded in parallel, each in its own folder
 with its own gradebook, while the session starts; the tests then read the results.
@@ -24,6 +26,8 @@ import nbgrader_course as course
 import psutil
 import pytest
 from mistakes import Mistake
+
+from nf_course.tamper import read_flags
 
 # A test waits for its course to be graded: minutes on an idle machine, much longer on a loaded
 # one (about 30 submissions per assignment), so the limits are generous safety nets.
@@ -238,6 +242,11 @@ def test_autograded_score(graded_courses, assignment: str, student: str) -> None
         f"{assignment}, {student}: lost {lost}, expected to lose {expected}\n"
         + graded.output[-3000:]
     )
+    flags = read_flags(graded.root / "grading" / "tamper", assignment, student)
+    if student == course.TAMPERING_STUDENT:
+        assert "[setattr]" in flags, flags
+    else:
+        assert flags == "", f"{assignment}, {student}: flagged as tampering: {flags}"
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
