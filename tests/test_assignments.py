@@ -5,10 +5,11 @@ For every assignment with a ``tests/mistakes`` module, a temporary course (see
 reference solution (full marks), the untouched student version (zero), one submission per
 :class:`mistakes.Mistake` (exactly its ``loses`` points lost), one per correct rewrite (full
 marks, and the same scores when graded again) and one that makes the hidden checks no-ops
-(flagged by :mod:`nf_course.tamper`: every test after it scores 0). Hostile submissions of assignment
-01 (a hang, a hang that ignores SIGINT, edited and deleted test cells) go through the real
-instructor tool, student by student. The courses are graded in parallel, each in its own folder
-with its own gradebook, while the session starts; the tests then read the results.
+(flagged by :mod:`nf_course.tamper`: every test after it scores 0). Hostile submissions of
+assignment 01 (a hang, a hang that ignores SIGINT, edited and deleted test cells) go through
+the real instructor tool, student by student (``tests/test_hostile.py`` has the others). The
+courses are graded in parallel, each in its own folder with its own gradebook, while the session
+starts; the tests then read the results.
 """
 
 from __future__ import annotations
