@@ -29,6 +29,7 @@ import pytest
 import nf_course.checks as checks
 from nf_course import sandbox
 from nf_course.sandbox import SandboxedKernelManager
+from nf_course.tamper import read_flags
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -359,8 +360,8 @@ _snoop()
 
 def test_the_instructor_tool_grades_in_the_sandbox(tmp_path: Path) -> None:
     """The reference solution gets full marks; a student who also tries to read the solutions
-    and the gradebook, and to write into the course and the package, gets full marks too and
-    nothing else: graded two at a time (``--jobs 2``)."""
+    and the gradebook, and to write into the course and the package, reads and writes nothing
+    (and is flagged for review): graded two at a time (``--jobs 2``)."""
     assignment = "01_change_of_variables"
     root = course.make_course(tmp_path / "course", [assignment])
     assert course.instructor(root, "generate", assignment).returncode == 0
@@ -375,8 +376,13 @@ def test_the_instructor_tool_grades_in_the_sandbox(tmp_path: Path) -> None:
     graded = course.instructor(root, "autograde", assignment, "--jobs", "2")
     assert graded.returncode == 0, graded.stdout + graded.stderr
     maximum = course.max_scores(root, assignment)
+    assert course.cell_scores(root, assignment, "reference") == maximum, graded.stdout
+    # The snooping code is also flagged for review (nf_course.tamper): the tests after it score 0.
+    zeroed = course.tampering_losses(assignment)
+    snoop = {cell: points - zeroed.get(cell, 0.0) for cell, points in maximum.items()}
+    assert course.cell_scores(root, assignment, "snoop") == snoop, graded.stdout
+    assert "[system-access]" in read_flags(root / "grading/tamper", assignment, "snoop")
     for student in ("reference", "snoop"):
-        assert course.cell_scores(root, assignment, student) == maximum, graded.stdout
         assert (root / "grading/logs" / assignment / f"{student}.log").is_file()
     assert not (root / "pwned.txt").exists()
     assert not (Path(sandbox.__file__).parent / "x.py").exists()
