@@ -204,6 +204,52 @@ def test_affine_couplings_fit_a_banana_by_forward_kl():
     assert after < before - 0.7, f"held-out NLL went from {before:.3f} to {after:.3f} only"
 
 
+# ----------------------------------------------------------------------------- own conditioners
+
+
+def _vector_net(dim: int, outputs_per_coordinate: int, parity: int) -> torch.nn.Module:
+    """A conditioner unlike the default mlp: one Tanh layer, ``(B, |A|) -> (B, k·|B|)``."""
+    moved = dim // 2 if parity == 0 else (dim + 1) // 2
+    return torch.nn.Sequential(
+        torch.nn.Linear(dim - moved, 7),
+        torch.nn.Tanh(),
+        torch.nn.Linear(7, outputs_per_coordinate * moved),
+    )
+
+
+@pytest.mark.parametrize("parity", [0, 1])
+@pytest.mark.parametrize(("cls", "outputs"), [(AdditiveCoupling, 1), (AffineCoupling, 2)])
+def test_vector_couplings_take_a_conditioner_of_ones_own(cls, outputs, parity):
+    net = _vector_net(5, outputs, parity)
+    layer = perturbed(cls(5, parity=parity, net=net))
+    assert layer.net is net
+    check_bijector(layer, randn(8, 5, seed=2))
+
+
+@pytest.mark.parametrize(("mask", "reads", "writes"), [("checkerboard", 3, 6), ("channel", 1, 4)])
+def test_image_coupling_takes_a_conditioner_of_ones_own(mask, reads, writes):
+    net = torch.nn.Sequential(torch.nn.Conv2d(reads, writes, kernel_size=1), torch.nn.Tanh())
+    layer = perturbed(AffineCoupling2d(3, mask=mask, net=net))
+    check_bijector(layer, randn(4, 3, 4, 5, seed=2))
+
+
+def test_a_conditioner_of_the_wrong_size_or_kind_is_named():
+    layer = AffineCoupling(4, net=torch.nn.Linear(2, 3))
+    with pytest.raises(
+        ValueError,
+        match=r"AffineCoupling: the conditioner net must return shape "
+        r"\(6, 4\) for an input of shape \(6, 2\), got \(6, 3\)",
+    ):
+        layer(torch.zeros(6, 4))
+    image = AffineCoupling2d(2, net=torch.nn.Conv2d(2, 2, kernel_size=1))
+    with pytest.raises(ValueError, match=r"must return shape \(1, 4, 3, 3\).*got \(1, 2, 3, 3\)"):
+        image(torch.zeros(1, 2, 3, 3))
+    with pytest.raises(
+        TypeError, match=r"AdditiveCoupling: net must be a torch\.nn\.Module, got function"
+    ):
+        AdditiveCoupling(3, net=lambda y: y)
+
+
 # ----------------------------------------------------------------------------- errors
 
 

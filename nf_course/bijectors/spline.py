@@ -222,26 +222,15 @@ class SplineCoupling(_VectorCoupling):
         self.bins = bins
         self.bound = float(bound)
 
-    def _spline(self, y_A: Tensor, y_B: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        """Spline ``y_B (B, |B|)`` given ``y_A (B, |A|)``: ``(out (B, |B|), log_det (B,))``."""
+    def transform(self, y_B: Tensor, y_A: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        """Spline ``y_B (B, |B|)`` given ``y_A (B, |A|)``: ``(out (B, |B|), log_det (B,))``;
+        ``forward`` and ``inverse`` are the coupling's (:mod:`nf_course.bijectors.coupling`)."""
         params = self.net(y_A).reshape(*y_B.shape, 3 * self.bins - 1)
         widths, heights, derivatives = params.split([self.bins, self.bins, self.bins - 1], dim=-1)
         out, log_derivative = rational_quadratic_spline(
             y_B, widths, heights, derivatives, inverse=inverse, bound=self.bound
         )
         return out, log_derivative.sum(dim=1)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``x (B, D) -> (z (B, D), Σ_B log g'(x_B) (B,))`` with ``z_B = g_θ(x_A)(x_B)``."""
-        x_A, x_B = self._split(x, "forward", "x")
-        z_B, log_det = self._spline(x_A, x_B, inverse=False)
-        return self._merge(x, z_B), log_det
-
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``z (B, D) -> (x (B, D), -Σ_B log g'(x_B) (B,))`` with ``x_B = g_θ(z_A)⁻¹(z_B)``."""
-        z_A, z_B = self._split(z, "inverse", "z")
-        x_B, log_det = self._spline(z_A, z_B, inverse=True)
-        return self._merge(z, x_B), log_det
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, bins={self.bins}, bound={self.bound}"
