@@ -5,8 +5,8 @@ Chapter: ``book/02_change_of_variables.md`` (the objectives: ``book/03_fitting_f
 tests: ``tests/test_core.py``, and ``tests/test_contract.py`` for the contract of every bijector;
 assignment: ``solutions/01_change_of_variables``. ``forward`` is the normalizing map
 ``z = f(x)``, ``inverse`` the generative one, each returning ``(output, log_det)`` with
-``log_det`` of shape ``(B,)``; Grover (UCLA, 2019) and Yang and Ryu (2020) call the generative
-map ``f``.
+``log_det`` of shape ``(B,)``; Grover (UCLA, 2019) calls the generative map ``f``, Yang and
+Ryu (2020) call it ``g`` as we do.
 """
 
 from __future__ import annotations
