@@ -154,6 +154,7 @@ class _AffineLaw(_Coupling):
         return out.chunk(outputs, dim=1)
 
     def transform(self, y_B: Tensor, y_A: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        """``(y_B ⊙ exp(s) + t, Σ s)``, or ``((y_B - t) ⊙ exp(-s), -Σ s)`` for the inverse."""
         s, t = self.conditioner(y_A)
         log_det = s.flatten(1).sum(dim=1)
         if inverse:
