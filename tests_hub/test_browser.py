@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import ASSIGNMENT, STUDENTS, timed
 from hubtest import COURSE, REPOSITORY, CourseHub
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, Request, expect, sync_playwright
 
 from hub import book
 
@@ -59,6 +59,14 @@ def page() -> Iterator[Page]:
         browser.close()
 
 
+def _navigated_away(request: Request) -> bool:
+    """The spawn page's progress stream, which the browser cancels when the page moves on to the
+    started server: a navigation, not a failed request."""
+    return request.url.split("?")[0].endswith("/server/progress") and (
+        request.failure == "net::ERR_ABORTED"
+    )
+
+
 def watch(page: Page) -> list[str]:
     """Console errors, uncaught errors and failed requests of ``page``, as they happen."""
     problems: list[str] = []
@@ -67,7 +75,10 @@ def watch(page: Page) -> list[str]:
         lambda m: m.type == "error" and problems.append(f"console error: {m.text} at {m.location}"),
     )
     page.on("pageerror", lambda error: problems.append(f"uncaught {error}"))
-    page.on("requestfailed", lambda r: problems.append(f"failed {r.url} ({r.failure})"))
+    page.on(
+        "requestfailed",
+        lambda r: _navigated_away(r) or problems.append(f"failed {r.url} ({r.failure})"),
+    )
     return problems
 
 
