@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from nf_course.bijectors import MADE, MAF
 from nf_course.checks import brute_force_jacobian, check_bijector, perturb_parameters
-from nf_course.grading_checks.common import GradingCheckError, check_close, randn
+from nf_course.grading_checks.common import GradingCheckError, call_student, check_close, randn
 
 Order = str | Sequence[int]
 
@@ -107,21 +107,13 @@ def check_input_degrees(input_degrees: Callable[[Tensor], object]) -> None:
     for order in map(torch.tensor, DEGREE_ORDERS):
         expected = _made(len(order), (), order.tolist(), seed=0).degrees[0]
         what = f"input_degrees({order.tolist()})"
-        got = _integer_vector(_student_call(input_degrees, what, order.clone()), what)
+        got = _integer_vector(call_student(what, input_degrees, order.clone()), what)
         if not torch.equal(got, expected):
             raise GradingCheckError(
                 f"input_degrees({order.tolist()}) returned {got.tolist()}, expected "
                 f"{expected.tolist()} (coordinate order[k] is in position k, so its degree is "
                 "k + 1)"
             )
-
-
-def _student_call(function: Callable[..., object], what: str, *args: object) -> object:
-    """``function(*args)``; an exception becomes a failure that says on which input it came."""
-    try:
-        return function(*args)
-    except Exception as exc:
-        raise GradingCheckError(f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 
 def _integer_vector(value: object, what: str) -> Tensor:
@@ -144,7 +136,7 @@ def _student_masks(made_masks: Callable[[list[Tensor]], object], degrees: list[T
     dim = len(degrees[0])
     widths = [len(d) for d in degrees[1:]]
     what = f"made_masks for D = {dim} and hidden widths {widths} ({len(degrees)} degree tensors)"
-    masks = _student_call(made_masks, what, [d.clone() for d in degrees])
+    masks = call_student(what, made_masks, [d.clone() for d in degrees])
     shapes = [(len(later), len(earlier)) for earlier, later in pairwise(degrees)]
     shapes.append((dim, len(degrees[-1])))
     if len(masks) != len(shapes):

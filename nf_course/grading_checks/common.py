@@ -1,9 +1,11 @@
 """What every assignment's checks share: :class:`GradingCheckError`, :func:`check_close` (the
-comparison of :mod:`nf_course.checks.compare`, with a grader's message) and seeded inputs."""
+comparison of :mod:`nf_course.checks.compare`, with a grader's message), the guarded call of
+student code (:func:`call_student`) and seeded inputs."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -13,6 +15,17 @@ from nf_course.checks.compare import compare
 
 class GradingCheckError(AssertionError):
     """A graded property does not hold; the message says which, where and by how much."""
+
+
+def call_student(what: str, function: Callable[..., object], *args: object) -> object:
+    """``function(*args)``: an exception raised by the student's code becomes a
+    :class:`GradingCheckError` that names the call (``what``); a grader's own failure passes."""
+    try:
+        return function(*args)
+    except GradingCheckError:
+        raise
+    except Exception as error:
+        raise GradingCheckError(f"{what} raised {type(error).__name__}: {error}") from error
 
 
 def randn(*shape: int, seed: int) -> Tensor:

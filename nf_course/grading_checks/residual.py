@@ -17,19 +17,9 @@ from torch import Tensor
 
 from nf_course.bijectors import InvertibleResidual
 from nf_course.checks import perturb_parameters
-from nf_course.grading_checks.common import GradingCheckError, check_close, randn
+from nf_course.grading_checks.common import GradingCheckError, call_student, check_close, randn
 
 Residual = Callable[[Tensor], Tensor]
-
-
-def _call(what: str, function: Callable[..., object], *args: object) -> object:
-    """``function(*args)``; an exception becomes a :class:`GradingCheckError` naming the call."""
-    try:
-        return function(*args)
-    except GradingCheckError:
-        raise
-    except Exception as error:
-        raise GradingCheckError(f"{what} raised {type(error).__name__}: {error}") from error
 
 
 # ----------------------------------------------------------------------------- spectral norm
@@ -70,7 +60,7 @@ def _spectral_call(
 ) -> Tensor:
     """Call the student's function and check that it left ``weight`` untouched."""
     before = weight.detach().clone()
-    got = _call(
+    got = call_student(
         f"spectral_normalize({setting}, n_iterations={n_iterations})",
         spectral_normalize,
         weight,
@@ -288,7 +278,7 @@ def _check_converges(fixed_point_inverse: Callable[..., Tensor]) -> None:
         explain = _stops_too_late(layer.residual, z, given, tol, needed)
         counted = _CountedResidual(layer.residual, 2 * needed + 4, explain)
         setting = f"D = {dim}, B = {batch}, tol = {tol:g}, max_iter = 100000"
-        x = _call(
+        x = call_student(
             f"fixed_point_inverse ({setting})", fixed_point_inverse, counted, given, tol, 100_000
         )
         check_close(given, z, what=f"z after fixed_point_inverse ({setting}; keep it)", atol=0)
@@ -353,7 +343,7 @@ def _check_no_residual(fixed_point_inverse: Callable[..., Tensor]) -> None:
     counted = _CountedResidual(
         torch.zeros_like, 4, lambda _: "for r(x) = 0, where x = z already solves x + r(x) = z"
     )
-    x = _call("fixed_point_inverse (r(x) = 0)", fixed_point_inverse, counted, z, 1e-12, 50)
+    x = call_student("fixed_point_inverse (r(x) = 0)", fixed_point_inverse, counted, z, 1e-12, 50)
     check_close(x, z, what="x for r(x) = 0 (x = z solves x + r(x) = z)")
 
 
@@ -398,13 +388,15 @@ def check_series_log_det(series_log_det: Callable[[Tensor, int], Tensor]) -> Non
     jacobians = _jacobians()
     for name, jacobian in jacobians.items():
         for n_terms in (1, 2, 3, 9, 25):
-            got = _call(f"series_log_det({name}, {n_terms})", series_log_det, jacobian, n_terms)
+            got = call_student(
+                f"series_log_det({name}, {n_terms})", series_log_det, jacobian, n_terms
+            )
             expected = _series_reference(jacobian, n_terms)
             check_close(got, expected, what=f"the {n_terms}-term series for {name}", atol=1e-10)
     jacobian = jacobians["random J with ‖J‖₂ = 0.8 (B = D = 4)"].clone().requires_grad_(True)
     weights = randn(4, seed=65)
     with torch.enable_grad():
-        got = _call("series_log_det (J requiring grad)", series_log_det, jacobian, 4)
+        got = call_student("series_log_det (J requiring grad)", series_log_det, jacobian, 4)
         if not isinstance(got, Tensor) or not got.requires_grad:
             raise GradingCheckError(
                 "the series carries no gradient with respect to J: the log-det is trained "
