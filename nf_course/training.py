@@ -46,6 +46,8 @@ class History:
         best_val: that lowest validation NLL (``None`` without validation).
         stopped_early: whether early stopping (``patience``) or the callback ended training.
         wall_time: seconds spent in :func:`fit`; ignored when two histories are compared.
+        cpu_time: CPU seconds of this process (:func:`time.process_time`) spent training, from
+            the first step to the end; ignored when two histories are compared.
     """
 
     objective: str
@@ -58,6 +60,7 @@ class History:
     best_val: float | None = None
     stopped_early: bool = False
     wall_time: float = field(default=0.0, compare=False)
+    cpu_time: float = field(default=0.0, compare=False)
 
     @property
     def final_loss(self) -> float:
@@ -87,7 +90,8 @@ def fit(
     *,
     data: Tensor | Sampler | None = None,
     log_target: Callable[[Tensor], Tensor] | None = None,
-    steps: int,
+    steps: int | None = None,
+    cpu_seconds: float | None = None,
     batch_size: int,
     lr: float = 1e-3,
     seed: int = 0,
@@ -106,6 +110,15 @@ def fit(
     minibatch) when ``data`` is given, and the reverse KL up to ``log Z`` (a Monte Carlo
     estimate from reparametrized samples of the flow) when ``log_target`` is.
 
+    Length: ``steps`` optimizer steps, or ``cpu_seconds`` of CPU time, or whichever ends first
+    when both are given. A CPU-time budget is what compares flows (or libraries) fairly: the
+    cosine schedule then follows the fraction of the budget spent, so the learning rate decays
+    to zero exactly when the budget runs out, however the cost of a step changes during
+    training (an adaptive ODE solver's steps grow as the field stiffens). The clock is
+    :func:`time.process_time` (all threads of this process, validation included), so other
+    programs on the machine do not shorten a run; such runs are not bitwise reproducible, since
+    the number of steps depends on the machine's speed.
+
     Randomness: the minibatches and the base noise come from a ``torch.Generator`` of the run,
     seeded with ``seed``. Layers that draw randomness themselves (dropout, the Russian-roulette
     and Hutchinson log-det estimators) can only use torch's global RNG, since torch gives them
@@ -121,15 +134,19 @@ def fit(
             ``data(batch_size, generator=generator)`` that returns ``(batch_size, *shape)``.
         log_target: reverse KL. The unnormalized log-density ``(n, *shape) -> (n,)``.
             Give exactly one of ``data`` and ``log_target``.
-        steps: number of optimizer steps.
+        steps: number of optimizer steps (at most that many when ``cpu_seconds`` is given).
+        cpu_seconds: train until this much CPU time has been spent in ``fit``; the step that
+            would start after it is not taken (see Length above).
         batch_size: samples per step (data minibatch, or draws from the flow).
         lr: the initial learning rate.
         seed: seeds every random draw of the run (see Randomness above).
         weight_decay: AdamW's decoupled weight decay (``0`` gives plain Adam).
-        lr_schedule: ``"cosine"`` (decay to zero over ``steps``) or ``"constant"``.
+        lr_schedule: ``"cosine"`` (decay to zero over ``steps``, or over ``cpu_seconds`` when
+            given) or ``"constant"``.
         clip_grad_norm: clip the gradient's global norm to this value; ``None`` to not clip.
         validation: held-out samples ``(M, *shape)``; their mean NLL is computed (without
-            gradients, in eval mode) every ``eval_every`` steps and after the last one.
+            gradients, in eval mode) every ``eval_every`` steps and after the last one (the
+            last step of ``steps``, or the last one the CPU budget allowed).
         eval_every: steps between two validations.
         patience: early stopping: stop after this many validations without improvement, and
             leave ``flow`` with the parameters of its best validation (even when training ran
@@ -147,24 +164,44 @@ def fit(
         FloatingPointError: the loss is not finite; the message names the step.
     """
     _check_arguments(
-        data, log_target, steps, batch_size, lr_schedule, validation, eval_every, patience
+        data,
+        log_target,
+        steps,
+        cpu_seconds,
+        batch_size,
+        lr_schedule,
+        validation,
+        eval_every,
+        patience,
     )
     generator = torch.Generator(_device(flow)).manual_seed(seed)
     loss_fn = _loss_function(flow, data, log_target, batch_size, generator)
     optimizer = torch.optim.AdamW(flow.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = _schedule(optimizer, lr_schedule, steps)
+    schedule = None if cpu_seconds is not None else _schedule(optimizer, lr_schedule, steps)
     history = History(objective="forward_kl" if log_target is None else "reverse_kl")
     best_state = None
-    start = time.perf_counter()
-    bar = tqdm(range(1, steps + 1), desc="fit", disable=not progress_enabled(progress))
+    start, cpu_start = time.perf_counter(), time.process_time()
+    bar = tqdm(
+        itertools.islice(itertools.count(1), steps),
+        total=steps,
+        desc="fit",
+        disable=not progress_enabled(progress),
+    )
     with torch.random.fork_rng(), bar:
         torch.manual_seed(seed)
         flow.train()
         for step in bar:
+            if cpu_seconds is not None:
+                spent = (time.process_time() - cpu_start) / cpu_seconds
+                if spent >= 1:
+                    break
+                if lr_schedule == "cosine":
+                    optimizer.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * spent))
             history.lrs.append(optimizer.param_groups[0]["lr"])
             history.losses.append(_train_step(flow, optimizer, loss_fn, step, clip_grad_norm))
             history.steps.append(step)
-            schedule.step()
+            if schedule is not None:
+                schedule.step()
             bar.set_postfix(loss=f"{history.final_loss:.4f}", refresh=False)
             if validation is not None and (step % eval_every == 0 or step == steps):
                 if _record_validation(history, step, mean_nll(flow, validation)):
@@ -172,9 +209,16 @@ def fit(
             if _patience_exhausted(history, patience) or (callback and callback(step, history)):
                 history.stopped_early = True
                 break
+        # The CPU budget ended training after a step that was not validated: validate it.
+        last = history.steps[-1] if history.steps else None
+        budget_ended = last is not None and last != steps and not history.stopped_early
+        if validation is not None and budget_ended and history.val_steps[-1:] != [last]:
+            if _record_validation(history, last, mean_nll(flow, validation)):
+                best_state = _copy_state(flow)
     if patience is not None and best_state is not None:
         flow.load_state_dict(best_state)
     history.wall_time = time.perf_counter() - start
+    history.cpu_time = time.process_time() - cpu_start
     return history
 
 
@@ -198,7 +242,8 @@ def mean_nll(flow: Flow, x: Tensor, chunk_size: int = 4096) -> float:
 def _check_arguments(
     data: object,
     log_target: object,
-    steps: int,
+    steps: int | None,
+    cpu_seconds: float | None,
     batch_size: int,
     lr_schedule: str,
     validation: Tensor | None,
@@ -217,8 +262,12 @@ def _check_arguments(
         raise ValueError("fit: data is empty")
     if log_target is not None and not callable(log_target):
         raise TypeError(f"fit: log_target must be callable, got {type(log_target).__name__}")
+    if steps is None and cpu_seconds is None:
+        raise ValueError("fit: give steps= (optimizer steps) or cpu_seconds= (a CPU-time budget)")
+    if cpu_seconds is not None and not cpu_seconds > 0:
+        raise ValueError(f"fit: cpu_seconds must be positive, got {cpu_seconds}")
     for name, value in [("steps", steps), ("batch_size", batch_size), ("eval_every", eval_every)]:
-        if value < 1:
+        if value is not None and value < 1:
             raise ValueError(f"fit: {name} must be a positive integer, got {value}")
     if lr_schedule not in ("cosine", "constant"):
         raise ValueError(f"fit: lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")

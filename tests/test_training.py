@@ -8,9 +8,11 @@ known answers.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import sys
+import time
 
 import pytest
 import torch
@@ -176,6 +178,38 @@ def test_callback_sees_every_step_and_can_stop_training() -> None:
     assert [loss for _, loss in seen] == history.losses
 
 
+def test_cpu_budget_ends_training_with_the_cosine_schedule_decayed() -> None:
+    budget = 0.5
+    cpu_start = time.process_time()
+    history = fit(
+        make_flow(),
+        data=gaussian_sampler,
+        cpu_seconds=budget,
+        batch_size=64,
+        lr=0.01,
+        validation=gaussian_data(256),
+        eval_every=10**9,
+    )
+    assert time.process_time() - cpu_start >= history.cpu_time >= budget
+    assert len(history.steps) > 50 and not history.stopped_early
+    assert history.lrs[0] == pytest.approx(0.01, rel=0.01)  # the clock started in fit
+    assert all(later <= earlier for earlier, later in itertools.pairwise(history.lrs))
+    assert history.lrs[-1] < 1e-4  # the last step started with the budget almost spent
+    assert history.val_steps == [history.steps[-1]]  # the last step is validated
+
+
+def test_steps_cap_a_cpu_budget_and_a_constant_rate_stays_constant() -> None:
+    history = fit(
+        make_flow(),
+        data=gaussian_data(64),
+        steps=7,
+        cpu_seconds=100.0,
+        batch_size=8,
+        lr_schedule="constant",
+    )
+    assert history.steps == list(range(1, 8)) and history.lrs == [1e-3] * 7
+
+
 def test_non_finite_loss_raises_naming_the_step() -> None:
     calls = 0
 
@@ -204,6 +238,8 @@ def test_non_finite_loss_raises_naming_the_step() -> None:
             "positive patience",
         ),
         ({"data": torch.zeros(0, 2)}, "data is empty"),
+        ({"data": gaussian_data(8), "steps": None}, "give steps= .* or cpu_seconds="),
+        ({"data": gaussian_data(8), "cpu_seconds": 0.0}, "cpu_seconds must be positive"),
     ],
 )
 def test_bad_arguments_raise_value_error(arguments: dict[str, object], message: str) -> None:
