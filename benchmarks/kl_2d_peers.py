@@ -21,7 +21,9 @@ Output. One line per run as it goes; then, per kind and target, for each library
 KL over the seeds, the smallest and largest, the number of diverged runs and the median steps
 done; ``ours - peer`` is nf_course's median minus the peer's (negative: ours is closer to the
 target), and the last column says whether nf_course is at least as close as every peer and
-never diverged.
+never diverged. For the continuous flows, a second table gives the calls of the field network
+per training step (the forward solve's, and those of zuko's adjoint in the backward pass),
+averaged over each tenth of training: they grow as the field stiffens.
 
 Run::
 
@@ -43,7 +45,7 @@ import warnings
 from importlib import metadata
 
 import torch
-from kl_2d import LR, score, train
+from kl_2d import LR, score, tenth_means, train
 from peers import KINDS, available, build
 
 from nf_course.datasets import TOY_DATASETS, toy
@@ -55,10 +57,16 @@ def run(kind: str, library: str, target_name: str, seed: int, budget: float, lr:
     """Train and score one flow; the result's ``kl`` is ``inf`` for a diverged run."""
     target = toy(target_name)
     model = build(kind, library, seed=seed)
+    calls_per_step: list[int] = []
+
+    def count_calls(step: int, history) -> None:
+        calls_per_step.append(model.field_calls)
+        model.field_calls = 0
+
     try:
-        history = train(model, target.sample, budget, lr=lr, seed=seed)
+        history = train(model, target.sample, budget, lr=lr, seed=seed, callback=count_calls)
     except FloatingPointError:
-        return {"kl": math.inf, "diverged": True, "steps": 0, "ms_step": math.nan}
+        return {"kl": math.inf, "diverged": True, "steps": 0, "ms_step": math.nan, "nfe": []}
     model.prepare_scoring()
     kl = score(model.log_prob, target)["kl_pair"]
     steps = len(history.steps)
@@ -67,6 +75,7 @@ def run(kind: str, library: str, target_name: str, seed: int, budget: float, lr:
         "diverged": not kl < DIVERGED_KL,
         "steps": steps,
         "ms_step": 1000 * history.cpu_time / steps,
+        "nfe": tenth_means(calls_per_step) if any(calls_per_step) else [],
     }
 
 
@@ -100,6 +109,16 @@ def summarize(kind: str, targets: list[str], results: dict) -> None:
             + " ".join(f"{diff:>+12.3f}" for diff in diffs)
             + f" {'yes' if best else 'no':>9}"
         )
+    ode_runs = {key: runs for key, runs in results.items() if key[0] == kind and runs[0]["nfe"]}
+    if ode_runs:
+        print(f"\n{kind}: field evaluations per training step (forward and backward), mean over")
+        print("each tenth of training, median over seeds")
+        print(
+            f"{'target':<12} {'library':<10} " + " ".join(f"{f'{k}/10':>6}" for k in range(1, 11))
+        )
+        for (_, target_name, library), runs in ode_runs.items():
+            tenths = [statistics.median(r["nfe"][k] for r in runs if r["nfe"]) for k in range(10)]
+            print(f"{target_name:<12} {library:<10} " + " ".join(f"{v:>6.1f}" for v in tenths))
 
 
 def main() -> None:

@@ -86,6 +86,8 @@ class Model(nn.Module):
         log_prob: its log-density.
         for_scoring: prepares it for an exact score after training (a continuous flow trained
             with Hutchinson's estimate switches to the exact trace); ``None``: nothing to do.
+        field: a continuous flow's field network, whose calls count its function evaluations
+            (forward solve and, in zuko, the adjoint's); ``None`` for the other flows.
     """
 
     def __init__(
@@ -93,11 +95,18 @@ class Model(nn.Module):
         flow: nn.Module,
         log_prob: Callable[[Tensor], Tensor],
         for_scoring: Callable[[], None] | None = None,
+        field: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.flow = flow
         self._log_prob = log_prob
         self._for_scoring = for_scoring
+        self.field_calls = 0
+        if field is not None:
+            field.register_forward_hook(self._count_field_call)
+
+    def _count_field_call(self, *_: object) -> None:
+        self.field_calls += 1
 
     def log_prob(self, x: Tensor) -> Tensor:
         """``(B, D) -> (B,)``."""
@@ -155,13 +164,14 @@ def _ours(kind: str, dim: int, hidden: int, depth: int) -> Model:
     else:
         layers = [FFJORD(dim, hidden=hidden, layers=depth, rtol=ODE_TOLERANCE, atol=ODE_TOLERANCE)]
     flow = Flow(Compose(*layers), StandardNormal(dim))
+    field = layers[0].field if kind == "ffjord" else None
 
     def exact_trace() -> None:
         for module in flow.modules():
             if isinstance(module, CNF):
                 module.trace = "exact"
 
-    return Model(flow, flow.log_prob, exact_trace)
+    return Model(flow, flow.log_prob, exact_trace, field)
 
 
 def _pyro(kind: str, dim: int, hidden: int, depth: int) -> Model:
@@ -208,7 +218,7 @@ def _zuko(kind: str, dim: int, hidden: int, depth: int) -> Model:
         def exact_trace() -> None:
             flow.transform.exact = True
 
-        return Model(flow, lambda x: flow().log_prob(x), exact_trace)
+        return Model(flow, lambda x: flow().log_prob(x), exact_trace, flow.transform.ode)
     if kind == "maf":
         flow = zuko.flows.MAF(dim, transforms=LAYERS, **common)
     elif kind == "realnvp":
