@@ -182,8 +182,9 @@ def nfe_summary(by_tenth: list[float]) -> str:
     return f"{by_tenth[0]:.0f}→{by_tenth[-1]:.0f}" if by_tenth else "-"
 
 
-def run_one(flow_name: str, target_name: str, budget: float) -> dict[str, object]:
-    """Train one flow on one target within ``budget`` CPU seconds and score it."""
+def run_one(flow_name: str, target_name: str, budget: float, lr: float = LR) -> dict[str, object]:
+    """Train one flow on one target for ``budget`` CPU seconds from learning rate ``lr`` and
+    score it."""
     target = toy(target_name)
     flow = build_flow(flow_name)
     cnfs = [module for module in flow.modules() if isinstance(module, CNF)]
@@ -193,7 +194,7 @@ def run_one(flow_name: str, target_name: str, budget: float) -> dict[str, object
         if cnfs:
             nfe_per_step.append(cnfs[0].nfe)
 
-    history = train(flow, target.sample, budget, callback=record_nfe)
+    history = train(flow, target.sample, budget, lr=lr, callback=record_nfe)
     seconds = history.cpu_time
     done = len(history.steps)
 
@@ -204,7 +205,7 @@ def run_one(flow_name: str, target_name: str, budget: float) -> dict[str, object
         "flow": flow_name,
         "target": target_name,
         "steps": done,
-        "lr_end": history.lrs[-1] / LR,
+        "lr_end": history.lrs[-1] / lr,
         "seconds": seconds,
         "ms_step": 1000 * seconds / max(done, 1),
         "nfe_by_tenth": tenth_means(nfe_per_step),
@@ -253,20 +254,21 @@ def main() -> None:
         default=300.0,
         help="CPU seconds of training per flow and target (default 300)",
     )
+    parser.add_argument("--lr", type=float, default=LR, help=f"initial learning rate ({LR:g})")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
         f"budget {args.budget_seconds:g} CPU s per run, {args.threads} threads, "
         f"batch {BATCH_SIZE}, "
-        f"lr {LR:g} (cosine), {LAYERS} layers x MLP {DEPTH}x{HIDDEN}, "
+        f"lr {args.lr:g} (cosine), {LAYERS} layers x MLP {DEPTH}x{HIDDEN}, "
         f"test n={TEST_SAMPLES}, torch {torch.__version__}",
         flush=True,
     )
     rows = []
     for flow_name in args.flows:
         for target_name in args.targets:
-            row = run_one(flow_name, target_name, args.budget_seconds)
+            row = run_one(flow_name, target_name, args.budget_seconds, args.lr)
             rows.append(row)
             print(
                 f"  done {flow_name} {target_name}: KL {row['kl']:.3f} "
