@@ -58,7 +58,7 @@ class VariationalDequantizer(nn.Module):
 
     Generative direction: :math:`\varepsilon \sim \mathcal N(0, I)`, then ``couplings``
     checkerboard affine couplings (:class:`~nf_course.bijectors.AffineCoupling2d`, parities
-    alternating) whose conditioners read the moved-out noise and a feature map of ``x``, then
+    alternating) whose conditioners read the pixels that stay and a feature map of ``x``, then
     the sigmoid, :math:`u = \sigma(h)` (the inverse of
     :class:`~nf_course.bijectors.Logit` with ``bins=1, alpha=0``). The features are
     ``x / (levels - 1)`` and ``features`` channels of a small convolutional network of it.
@@ -104,6 +104,7 @@ class VariationalDequantizer(nn.Module):
         channels = self.shape[0]
         hidden = positive_int(hidden, "hidden", where)
         features = positive_int(features, "features", where)
+        layers = positive_int(layers, "layers", where)
         self.features = nn.Sequential(
             nn.Conv2d(channels, hidden, kernel_size=3, padding=1),
             nn.SiLU(),
@@ -158,6 +159,10 @@ class VariationalDequantizer(nn.Module):
                 "VariationalDequantizer.from_noise: noise and x must hold as many images, got "
                 f"{noise.shape[0]} and {x.shape[0]}"
             )
+        return self._from_noise(noise, x)
+
+    def _from_noise(self, noise: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`from_noise` for checked arguments."""
         self._set_context(x)
         try:
             u, log_det = self.bijector.inverse(noise)
@@ -174,7 +179,7 @@ class VariationalDequantizer(nn.Module):
         log_q (B,))``, reparametrized; ``generator`` (or torch's global one) gives the noise."""
         x = self._check(x, "VariationalDequantizer.sample_and_log_prob")
         noise = self.base.sample((x.shape[0],), generator=generator)
-        return self.from_noise(noise, x)
+        return self._from_noise(noise, x)
 
     def log_prob(self, u: Tensor, x: Tensor) -> Tensor:
         """``log q(u | x)`` for ``u (B, C, H, W)`` in ``(0, 1)`` and images ``x``: ``(B,)``."""
