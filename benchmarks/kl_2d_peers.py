@@ -46,17 +46,25 @@ from importlib import metadata
 
 import torch
 from kl_2d import LR, score, tenth_means, train
-from peers import KINDS, available, build
+from peers import DEPTH, HIDDEN, KINDS, available, build
 
 from nf_course.datasets import TOY_DATASETS, toy
 
 DIVERGED_KL = 1.0  # nats
 
 
-def run(kind: str, library: str, target_name: str, seed: int, budget: float, lr: float) -> dict:
-    """Train and score one flow; the result's ``kl`` is ``inf`` for a diverged run."""
+def run(
+    kind: str,
+    library: str,
+    target_name: str,
+    seed: int,
+    args: argparse.Namespace,
+) -> dict:
+    """Train and score one flow (budget, learning rate and conditioner size from ``args``); the
+    result's ``kl`` is ``inf`` for a diverged run."""
     target = toy(target_name)
-    model = build(kind, library, seed=seed)
+    model = build(kind, library, hidden=args.hidden, depth=args.depth, seed=seed)
+    budget, lr = args.budget_seconds, args.lr
     calls_per_step: list[int] = []
 
     def count_calls(step: int, history) -> None:
@@ -132,6 +140,12 @@ def main() -> None:
         "--budget-seconds", type=float, default=300.0, help="CPU seconds per run (default 300)"
     )
     parser.add_argument("--lr", type=float, default=LR, help=f"initial learning rate ({LR:g})")
+    parser.add_argument(
+        "--hidden", type=int, default=HIDDEN, help=f"conditioner width, every library ({HIDDEN})"
+    )
+    parser.add_argument(
+        "--depth", type=int, default=DEPTH, help=f"conditioner hidden layers ({DEPTH})"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -143,7 +157,8 @@ def main() -> None:
     )
     print(
         f"budget {args.budget_seconds:g} CPU s per run, {args.threads} thread(s), lr {args.lr:g} "
-        f"(cosine over the budget), batch 1024, seeds {args.seeds}, libraries {versions}, "
+        f"(cosine over the budget), conditioners {args.depth}x{args.hidden}, "
+        f"batch 1024, seeds {args.seeds}, libraries {versions}, "
         f"torch {torch.__version__}",
         flush=True,
     )
@@ -151,7 +166,7 @@ def main() -> None:
     for kind, target_name in itertools.product(args.kinds, args.targets):
         for seed in args.seeds:
             for library in available(kind):
-                result = run(kind, library, target_name, seed, args.budget_seconds, args.lr)
+                result = run(kind, library, target_name, seed, args)
                 results.setdefault((kind, target_name, library), []).append(result)
                 flag = " DIVERGED" if result["diverged"] else ""
                 print(
