@@ -32,10 +32,10 @@ import itertools
 from collections.abc import Callable
 
 import torch
+from kl_2d import build_flow
 from torch import Tensor, nn
 
-from nf_course.bijectors import CNF, FFJORD, MAF, AffineCoupling, SplineCoupling
-from nf_course.core import Compose, Flow, StandardNormal
+from nf_course.bijectors import CNF
 
 try:
     import zuko
@@ -59,7 +59,7 @@ HIDDEN = 64  # the package defaults of the conditioners: two hidden layers of 64
 DEPTH = 2
 BINS = 8  # spline bins
 BOUND = 5.0  # spline interval [-BOUND, BOUND]; the 2D targets live in about [-4, 4]^2
-ODE_TOLERANCE = 1e-5  # rtol = atol of the adaptive solvers
+ODE_TOLERANCE = 1e-5  # rtol = atol of zuko's solver: nf_course's FFJORD defaults
 
 KINDS = ("realnvp", "maf", "spline", "ffjord")
 LIBRARIES = ("nf_course", "pyro", "zuko", "nflows")
@@ -141,30 +141,17 @@ def build(
     ``seed``."""
     if kind not in _HAS[library] or not _INSTALLED[library]:
         raise ValueError(f"{library} has no {kind} flow here (installed: {_INSTALLED[library]})")
+    if library == "nf_course":
+        return _ours(kind, dim, hidden, depth, seed)
     torch.manual_seed(seed)
-    builder = {"nf_course": _ours, "pyro": _pyro, "zuko": _zuko, "nflows": _nflows}[library]
+    builder = {"pyro": _pyro, "zuko": _zuko, "nflows": _nflows}[library]
     return builder(kind, dim, hidden, depth)
 
 
-def _ours(kind: str, dim: int, hidden: int, depth: int) -> Model:
-    if kind == "realnvp":
-        layers = [
-            AffineCoupling(dim, hidden=hidden, layers=depth, parity=i % 2) for i in range(LAYERS)
-        ]
-    elif kind == "maf":
-        orders = ("natural", "reversed")
-        layers = [
-            MAF(dim, hidden=(hidden,) * depth, order=orders[i % 2], seed=i) for i in range(LAYERS)
-        ]
-    elif kind == "spline":
-        layers = [
-            SplineCoupling(dim, bins=BINS, bound=BOUND, hidden=hidden, layers=depth, parity=i % 2)
-            for i in range(LAYERS)
-        ]
-    else:
-        layers = [FFJORD(dim, hidden=hidden, layers=depth, rtol=ODE_TOLERANCE, atol=ODE_TOLERANCE)]
-    flow = Flow(Compose(*layers), StandardNormal(dim))
-    field = layers[0].field if kind == "ffjord" else None
+def _ours(kind: str, dim: int, hidden: int, depth: int, seed: int) -> Model:
+    """``kl_2d.build_flow``'s flow (FFJORD's tolerances are the package defaults, 1e-5)."""
+    flow = build_flow(kind, dim, hidden=hidden, depth=depth, seed=seed)
+    field = flow.bijector.bijectors[0].field if kind == "ffjord" else None
 
     def exact_trace() -> None:
         for module in flow.modules():
