@@ -38,6 +38,11 @@ Run::
     .venv/bin/python benchmarks/kl_2d.py --help
     .venv/bin/python benchmarks/kl_2d.py                       # 4 flows x 7 targets x 300 s
     .venv/bin/python benchmarks/kl_2d.py --budget-seconds 20 --flows realnvp --targets moons
+    .venv/bin/python benchmarks/kl_2d.py --flows spline --targets rings --bins 16 --seeds 0 1
+
+``--hidden``, ``--depth`` and ``--bins`` change the conditioners and the splines of every flow
+in the run (the defaults are the package's); ``--seeds`` repeats each run with other seeds
+(initial parameters and sample stream; the test samples stay the same).
 
 The design document's target: the best flow within 0.02 nats of the floor (KL = 0) on every
 target in at most 5 CPU-minutes on 2 cores.
@@ -84,10 +89,17 @@ FLOWS = ("realnvp", "maf", "spline", "glow", "iresnet", "ffjord")
 
 
 def build_flow(
-    name: str, dim: int = 2, *, hidden: int = HIDDEN, depth: int = DEPTH, seed: int = SEED
+    name: str,
+    dim: int = 2,
+    *,
+    hidden: int = HIDDEN,
+    depth: int = DEPTH,
+    bins: int = SPLINE_BINS,
+    seed: int = SEED,
 ) -> Flow:
     """A fresh flow ``name`` (one of :data:`FLOWS`) on ``R^dim`` whose conditioners have
-    ``depth`` hidden layers of ``hidden`` units, initialized from ``seed``."""
+    ``depth`` hidden layers of ``hidden`` units (and whose splines have ``bins`` bins),
+    initialized from ``seed``."""
     torch.manual_seed(seed)
     if name == "realnvp":
         layers = [
@@ -102,7 +114,7 @@ def build_flow(
         layers = [
             SplineCoupling(
                 dim,
-                bins=SPLINE_BINS,
+                bins=bins,
                 bound=SPLINE_BOUND,
                 hidden=hidden,
                 layers=depth,
@@ -182,11 +194,20 @@ def nfe_summary(by_tenth: list[float]) -> str:
     return f"{by_tenth[0]:.0f}→{by_tenth[-1]:.0f}" if by_tenth else "-"
 
 
-def run_one(flow_name: str, target_name: str, budget: float, lr: float = LR) -> dict[str, object]:
+def run_one(
+    flow_name: str,
+    target_name: str,
+    budget: float,
+    lr: float = LR,
+    *,
+    seed: int = SEED,
+    **sizes: int,
+) -> dict[str, object]:
     """Train one flow on one target for ``budget`` CPU seconds from learning rate ``lr`` and
-    score it."""
+    score it; ``seed`` draws the initial parameters and the sample stream, ``sizes`` go to
+    :func:`build_flow` (``hidden``, ``depth``, ``bins``)."""
     target = toy(target_name)
-    flow = build_flow(flow_name)
+    flow = build_flow(flow_name, seed=seed, **sizes)
     cnfs = [module for module in flow.modules() if isinstance(module, CNF)]
     nfe_per_step: list[int] = []
 
@@ -194,7 +215,7 @@ def run_one(flow_name: str, target_name: str, budget: float, lr: float = LR) -> 
         if cnfs:
             nfe_per_step.append(cnfs[0].nfe)
 
-    history = train(flow, target.sample, budget, lr=lr, callback=record_nfe)
+    history = train(flow, target.sample, budget, lr=lr, seed=seed, callback=record_nfe)
     seconds = history.cpu_time
     done = len(history.steps)
 
@@ -204,6 +225,7 @@ def run_one(flow_name: str, target_name: str, budget: float, lr: float = LR) -> 
     return {
         "flow": flow_name,
         "target": target_name,
+        "seed": seed,
         "steps": done,
         "lr_end": history.lrs[-1] / lr,
         "seconds": seconds,
@@ -217,7 +239,7 @@ def run_one(flow_name: str, target_name: str, budget: float, lr: float = LR) -> 
 def print_table(rows: list[dict[str, object]]) -> None:
     """Plain-text table of the results."""
     header = (
-        f"{'flow':<8} {'target':<12} {'steps':>6} {'lr end':>7} {'seconds':>7} "
+        f"{'flow':<8} {'target':<12} {'seed':>4} {'steps':>6} {'lr end':>7} {'seconds':>7} "
         f"{'ms/step':>7} {'NFE':>7} {'NLL':>7} {'H':>6} {'KL':>7} {'±se':>6} "
         f"{'KL_pair':>7} {'±se':>6}"
     )
@@ -225,7 +247,7 @@ def print_table(rows: list[dict[str, object]]) -> None:
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r['flow']:<8} {r['target']:<12} {r['steps']:>6} {r['lr_end']:>7.1e} "
+            f"{r['flow']:<8} {r['target']:<12} {r['seed']:>4} {r['steps']:>6} {r['lr_end']:>7.1e} "
             f"{r['seconds']:>7.1f} {r['ms_step']:>7.2f} {nfe_summary(r['nfe_by_tenth']):>7} "
             f"{r['nll']:>7.3f} "
             f"{r['H']:>6.3f} "
@@ -255,26 +277,35 @@ def main() -> None:
         help="CPU seconds of training per flow and target (default 300)",
     )
     parser.add_argument("--lr", type=float, default=LR, help=f"initial learning rate ({LR:g})")
+    parser.add_argument("--hidden", type=int, default=HIDDEN, help=f"conditioner width ({HIDDEN})")
+    parser.add_argument(
+        "--depth", type=int, default=DEPTH, help=f"conditioner hidden layers ({DEPTH})"
+    )
+    parser.add_argument(
+        "--bins", type=int, default=SPLINE_BINS, help=f"spline bins ({SPLINE_BINS})"
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[SEED], help=f"seeds ({SEED})")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     args = parser.parse_args()
+    sizes = {"hidden": args.hidden, "depth": args.depth, "bins": args.bins}
     torch.set_num_threads(args.threads)
     print(
         f"budget {args.budget_seconds:g} CPU s per run, {args.threads} threads, "
         f"batch {BATCH_SIZE}, "
-        f"lr {args.lr:g} (cosine), {LAYERS} layers x MLP {DEPTH}x{HIDDEN}, "
-        f"test n={TEST_SAMPLES}, torch {torch.__version__}",
+        f"lr {args.lr:g} (cosine), {LAYERS} layers x MLP {args.depth}x{args.hidden}, "
+        f"{args.bins} spline bins, seeds {args.seeds}, test n={TEST_SAMPLES}, "
+        f"torch {torch.__version__}",
         flush=True,
     )
     rows = []
-    for flow_name in args.flows:
-        for target_name in args.targets:
-            row = run_one(flow_name, target_name, args.budget_seconds, args.lr)
-            rows.append(row)
-            print(
-                f"  done {flow_name} {target_name}: KL {row['kl']:.3f} "
-                f"(pair {row['kl_pair']:.3f}) after {row['steps']} steps",
-                flush=True,
-            )
+    for flow_name, target_name, seed in itertools.product(args.flows, args.targets, args.seeds):
+        row = run_one(flow_name, target_name, args.budget_seconds, args.lr, seed=seed, **sizes)
+        rows.append(row)
+        print(
+            f"  done {flow_name} {target_name} seed {seed}: KL {row['kl']:.3f} "
+            f"(pair {row['kl_pair']:.3f}) after {row['steps']} steps",
+            flush=True,
+        )
     print()
     print_table(rows)
     ode_rows = [r for r in rows if r["nfe_by_tenth"]]
