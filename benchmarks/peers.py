@@ -54,6 +54,12 @@ try:
 except ImportError:
     pyro_transforms = None
 
+# A diverging flow produces NaNs. With argument validation on, torch's distributions (pyro's and
+# zuko's base densities) raise a ValueError on them in the middle of a run; off, the NaN reaches
+# the loss, where ``fit`` stops with a FloatingPointError and ``kl_2d_peers.py`` counts the run
+# as diverged, whatever the library.
+torch.distributions.Distribution.set_default_validate_args(False)
+
 LAYERS = 8  # flow layers (the continuous flow has one)
 HIDDEN = 64  # the package defaults of the conditioners: two hidden layers of 64 units
 DEPTH = 2
