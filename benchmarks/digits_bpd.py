@@ -118,6 +118,12 @@ def parse_arguments() -> argparse.Namespace:
         action="store_true",
         help="end the flow with an LU linear map of all 64 dimensions",
     )
+    parser.add_argument("--levels", type=int, default=2, help="Glow: levels (squeezes)")
+    parser.add_argument(
+        "--split-prior",
+        action="store_true",
+        help="Glow: a learned prior for the factored-out half, given the half that goes on",
+    )
     parser.add_argument(
         "--dequantizer-couplings", type=int, default=4, help="couplings of q(u | x)"
     )
@@ -155,6 +161,8 @@ def train_and_test(
         hidden=args.hidden,
         alpha=args.alpha,
         global_linear=args.global_linear,
+        split_prior=args.split_prior and architecture == "glow",
+        levels=args.levels if architecture == "glow" else 2,
     )
     if dequantization == "uniform":
         model: Flow | DequantizedFlow = flow

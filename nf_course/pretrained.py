@@ -52,6 +52,8 @@ def digits_flow(
     hidden: int = 32,
     alpha: float = 0.05,
     global_linear: bool = False,
+    levels: int = 2,
+    split_prior: bool = False,
 ) -> Flow:
     """A fresh flow on dequantized 8x8 digits ``(B, 1, 8, 8)``, with a standard normal base.
 
@@ -63,7 +65,7 @@ def digits_flow(
 
     Args:
         architecture: ``"glow"``: :class:`~nf_course.bijectors.Glow` (Kingma and Dhariwal
-            2018), 2 levels of squeeze and ``steps`` steps of ActNorm → invertible 1x1
+            2018), ``levels`` levels of squeeze and ``steps`` steps of ActNorm → invertible 1x1
             convolution → channel-split affine coupling, with factor-out between the levels.
             ``"realnvp"``: RealNVP's image architecture (Dinh et al. 2017) without factor-out:
             checkerboard couplings on the ``1×8×8`` image, a squeeze, channel-split couplings on
@@ -77,11 +79,22 @@ def digits_flow(
             squeezes to ``64×1×1``, an :class:`~nf_course.bijectors.InvConv1x1` and three
             unsqueezes), i.e. a full-covariance Gaussian base: the convolutions only see
             3x3 neighbourhoods, and a linear map is the cheapest way to couple distant pixels.
+        levels: Glow only: its number of levels, 1 to 3 on 8x8 images (1: one squeeze to
+            ``4×4×4`` and no factor-out, every step transforms all 64 numbers).
+        split_prior: Glow only: the learned prior of the factored-out half
+            (:class:`~nf_course.bijectors.Glow`'s ``split_prior``).
     """
     logit = Logit(bins=DIGITS_LEVELS, alpha=alpha)
     if architecture == "glow":
-        body: nn.Module = Glow(1, levels=2, steps_per_level=steps, hidden=hidden)
+        body: nn.Module = Glow(
+            1, levels=levels, steps_per_level=steps, hidden=hidden, split_prior=split_prior
+        )
     elif architecture == "realnvp":
+        if split_prior or levels != 2:
+            raise ValueError(
+                "digits_flow: levels and split_prior are Glow's (RealNVP's image flow has two "
+                f"scales and factors nothing out), got levels={levels}, split_prior={split_prior}"
+            )
         layers: list[nn.Module] = []
         for i in range(steps):
             layers += [

@@ -8,6 +8,7 @@ from helpers import perturbed
 from torch import Tensor
 
 from nf_course import Flow, StandardNormal
+from nf_course.bijectors.coupling import AffineCoupling2d
 from nf_course.bijectors.glow import ActNorm, Glow, GlowStep, Squeeze
 from nf_course.checks import check_bijector
 
@@ -69,11 +70,12 @@ def test_glow_step_passes_checker(batch: int) -> None:
     check_bijector(step, _images(batch, (4, 2, 6), seed=batch))
 
 
+@pytest.mark.parametrize("split_prior", [False, True])
 @pytest.mark.parametrize("batch", [2, 8])
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 8, 4), (2, 4, 4)])
-def test_glow_passes_checker(batch: int, shape: tuple[int, ...]) -> None:
-    glow = _initialized(Glow(shape[0], steps_per_level=2, hidden=8), shape)
-    check_bijector(glow, _images(batch, shape, seed=batch))
+def test_glow_passes_checker(batch: int, shape: tuple[int, ...], split_prior: bool) -> None:
+    glow = Glow(shape[0], steps_per_level=2, hidden=8, split_prior=split_prior)
+    check_bijector(_initialized(glow, shape), _images(batch, shape, seed=batch))
 
 
 def test_checker_initializes_a_fresh_actnorm_on_its_copy() -> None:
@@ -200,6 +202,43 @@ def test_glow_latent_layout() -> None:
     # The first factored-out part is the first half of the channels after level 1.
     h, _ = glow.levels[0](x)
     torch.testing.assert_close(z.flatten(1)[:, :32], h[:, :2].flatten(1))
+
+
+def test_glow_split_prior_conditions_each_factored_half_on_the_half_that_goes_on() -> None:
+    glow = Glow(1, levels=3, steps_per_level=1, hidden=8, split_prior=True)
+    for level in glow.levels[:-1]:
+        prior = level[-1]
+        assert isinstance(prior, AffineCoupling2d) and prior.mask_type == "channel"
+        # parity 1: the second half (kept) conditions the first (factored out).
+        assert prior.index_B.tolist() == list(range(prior.channels // 2))
+    assert not any(isinstance(layer, AffineCoupling2d) for layer in glow.levels[-1])
+    with pytest.raises(TypeError, match="split_prior must be a bool"):
+        Glow(1, split_prior=1)
+
+
+def test_fresh_split_prior_is_the_standard_normal_prior() -> None:
+    """Zero-initialized, the split prior is the identity: the same ``z`` and log-det as
+    without it; once trained (perturbed), the factored-out half moves with the kept one."""
+    x = _digits(8, seed=3).double()
+    plain = Glow(1, steps_per_level=2, hidden=8).double()
+    with_prior = Glow(1, steps_per_level=2, hidden=8, split_prior=True).double()
+    z_plain, log_det_plain = plain(x)
+    z_prior, log_det_prior = with_prior(x)
+    torch.testing.assert_close(z_prior, z_plain, rtol=0, atol=1e-12)
+    torch.testing.assert_close(log_det_prior, log_det_plain, rtol=0, atol=1e-12)
+
+    prior = with_prior.levels[0][-1]
+    perturbed(prior)
+    h = x
+    for layer in with_prior.levels[0].bijectors[:-1]:  # the level before its split prior
+        h, _ = layer(h)
+    kept = h[:, 2:]
+    moved, _ = prior(torch.cat([h[:, :2], kept], dim=1))
+    other, _ = prior(torch.cat([h[:, :2], kept + 1], dim=1))
+    assert (moved[:, :2] - other[:, :2]).abs().max() > 1e-3  # z_1 depends on the kept half
+    torch.testing.assert_close(moved[:, 2:], kept)  # which passes unchanged
+    z, _ = with_prior(x)
+    torch.testing.assert_close(z.flatten(1)[:, :32], moved[:, :2].flatten(1))
 
 
 def test_glow_sampling_before_any_data_raises() -> None:

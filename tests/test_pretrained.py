@@ -40,6 +40,14 @@ def test_unknown_architecture_is_named() -> None:
         digits_flow("maf")
 
 
+def test_levels_and_split_prior_are_glows_only() -> None:
+    for options in ({"split_prior": True}, {"levels": 1}):
+        with pytest.raises(ValueError, match="levels and split_prior are Glow's"):
+            digits_flow("realnvp", **options)
+    glow = digits_flow("glow", levels=1, split_prior=True).bijector[1]
+    assert glow.split_prior and len(glow.levels) == 1
+
+
 def test_shipped_glow_reproduces_its_recorded_test_bits_per_dim() -> None:
     """The checkpoint scores what its command printed, ahead of the logit-space Gaussian (2.27).
 

@@ -216,6 +216,14 @@ class Glow(Bijector):
     later levels) and passes the second half on. On ``(C, H, W)`` images, level ``i`` works on
     ``(2^{i+1} C, H/2^i, W/2^i)``, so ``H`` and ``W`` must be divisible by ``2^L``.
 
+    Split prior (``split_prior=True``): Glow's learned prior of a factored-out half,
+    ``z_i ~ N(μ(h), σ(h)²)`` given the half ``h`` that goes on, is written as a bijector:
+    before the split, a channel :class:`~nf_course.bijectors.coupling.AffineCoupling2d`
+    (``parity=1``) maps the first half to ``(z_i - μ(h)) / σ(h)`` given the second, so the
+    standard normal base of the whole flow gives ``z_i`` that conditional Gaussian. Its output
+    convolution starts at zero, so a fresh split prior is the identity (the standard normal
+    prior of ``split_prior=False``).
+
     Layout of ``z``: the same shape as ``x``, ``(B, C, H, W)``, so that
     ``Flow(Glow(C), StandardNormal((C, H, W)))`` works and ``inverse`` can read the image size
     from ``z``. The spatial arrangement of ``z`` has no meaning: ``z.reshape(B, -1)`` is the
@@ -229,10 +237,13 @@ class Glow(Bijector):
         hidden: channels of the couplings' hidden 3x3 convolutions.
         layers: hidden convolutions per coupling conditioner.
         lu: LU-parametrized 1x1 convolutions (``True``) or plain matrices (``False``).
+        split_prior: end every level but the last with the learned prior of its factored-out
+            half (above).
 
     Attributes:
         levels: ``nn.ModuleList`` of ``L`` :class:`~nf_course.core.Compose`, each
-            ``Squeeze()`` followed by ``K`` :class:`GlowStep`.
+            ``Squeeze()`` followed by ``K`` :class:`GlowStep` (and, with ``split_prior``, the
+            split prior's coupling at every level but the last).
     """
 
     def __init__(
@@ -244,23 +255,31 @@ class Glow(Bijector):
         hidden: int = 32,
         layers: int = 1,
         lu: bool = True,
+        split_prior: bool = False,
     ) -> None:
         super().__init__()
         self.channels = positive_int(channels, "channels", "Glow")
         positive_int(levels, "levels", "Glow")
         positive_int(steps_per_level, "steps_per_level", "Glow")
+        if not isinstance(split_prior, bool):
+            raise TypeError(f"Glow: split_prior must be a bool, got {type(split_prior).__name__}")
         modules = []
         width = channels
         for level in range(levels):
             width *= 4
-            steps = [
+            steps: list[nn.Module] = [
                 GlowStep(width, hidden=hidden, layers=layers, lu=lu, seed=level * 1000 + k)
                 for k in range(steps_per_level)
             ]
+            if split_prior and level < levels - 1:
+                steps.append(
+                    AffineCoupling2d(width, hidden=hidden, layers=layers, mask="channel", parity=1)
+                )
             modules.append(Compose(Squeeze(), *steps))
             width //= 2
         self.levels = nn.ModuleList(modules)
         self.steps_per_level = steps_per_level
+        self.split_prior = split_prior
 
     def latent_shapes(self, height: int, width: int) -> list[tuple[int, int, int]]:
         """Shapes ``(channels, height, width)`` of ``z_1, …, z_L`` for ``(C, H, W)`` images."""
@@ -319,4 +338,5 @@ class Glow(Bijector):
         return (
             f"channels={self.channels}, levels={len(self.levels)}, "
             f"steps_per_level={self.steps_per_level}"
+            + (", split_prior=True" if self.split_prior else "")
         )
