@@ -36,6 +36,8 @@ Run::
     .venv/bin/python benchmarks/digits_bpd.py --architectures glow --save
     .venv/bin/python benchmarks/digits_bpd.py --architectures realnvp --alpha 0.001 \
         --dequantization uniform variational --threads 1 --seed 0 1
+    .venv/bin/python benchmarks/digits_bpd.py --architectures glow --alpha 0.001 \
+        --dequantization variational --threads 1 --levels 1 --steps 8 --seed 0 1
 """
 
 from __future__ import annotations
@@ -205,6 +207,11 @@ def main() -> None:
     args = parse_arguments()
     if args.save and len(args.seed) > 1:
         raise SystemExit("digits_bpd.py: --save writes one checkpoint; give a single --seed")
+    if args.save and (args.levels != 2 or args.split_prior):
+        raise SystemExit(
+            "digits_bpd.py: --save writes the shipped checkpoint, a two-level Glow without a "
+            "split prior (chapter 9 shows its levels); drop --levels and --split-prior"
+        )
     torch.set_num_threads(args.threads)
     print(
         "digits 8x8: train 1000, validation 350, test 447; "
