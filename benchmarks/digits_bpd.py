@@ -163,8 +163,8 @@ def train_and_test(
         hidden=args.hidden,
         alpha=args.alpha,
         global_linear=args.global_linear,
-        split_prior=args.split_prior and architecture == "glow",
-        levels=args.levels if architecture == "glow" else 2,
+        levels=args.levels,
+        split_prior=args.split_prior,
     )
     if dequantization == "uniform":
         model: Flow | DequantizedFlow = flow
@@ -207,7 +207,12 @@ def main() -> None:
     args = parse_arguments()
     if args.save and len(args.seed) > 1:
         raise SystemExit("digits_bpd.py: --save writes one checkpoint; give a single --seed")
-    if args.save and (args.levels != 2 or args.split_prior):
+    glow_only = args.levels != 2 or args.split_prior
+    if glow_only and "realnvp" in args.architectures:
+        raise SystemExit(
+            "digits_bpd.py: --levels and --split-prior are Glow's; give --architectures glow"
+        )
+    if args.save and glow_only:
         raise SystemExit(
             "digits_bpd.py: --save writes the shipped checkpoint, a two-level Glow without a "
             "split prior (chapter 9 shows its levels); drop --levels and --split-prior"

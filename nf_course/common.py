@@ -127,6 +127,13 @@ def choice(value: object, options: Sequence[str], name: str, where: str) -> str:
     return value
 
 
+def boolean(value: object, name: str, where: str) -> bool:
+    """Return ``value`` if it is a ``bool`` (a switch such as ``adjoint`` or ``split_prior``)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{where}: {name} must be a bool, got {type(value).__name__}")
+    return value
+
+
 def zero_or_one(value: object, name: str, where: str) -> int:
     """Return ``value`` if it is the int 0 or 1 (e.g. which half of a coupling moves)."""
     if isinstance(value, bool) or value not in (0, 1):

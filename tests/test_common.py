@@ -7,7 +7,14 @@ import math
 import pytest
 
 from nf_course.bijectors import ElementwiseAffine
-from nf_course.common import choice, in_interval, positive_float, positive_int, zero_or_one
+from nf_course.common import (
+    boolean,
+    choice,
+    in_interval,
+    positive_float,
+    positive_int,
+    zero_or_one,
+)
 
 
 @pytest.mark.parametrize(
@@ -27,6 +34,7 @@ from nf_course.common import choice, in_interval, positive_float, positive_int, 
         (lambda: choice("x", ("a", "b"), "mode", "F"), ValueError, "unknown mode 'x'; choose one"),
         (lambda: choice(1, ("a", "b"), "mode", "F"), TypeError, "mode must be a string, got int"),
         (lambda: zero_or_one(True, "parity", "F"), ValueError, "parity must be 0 or 1, got True"),
+        (lambda: boolean(1, "adjoint", "F"), TypeError, "F: adjoint must be a bool, got int"),
         (lambda: ElementwiseAffine(0), ValueError, "ElementwiseAffine: dim must be at least 1"),
     ],
 )
@@ -41,3 +49,4 @@ def test_valid_arguments_come_back_as_they_are():
     assert in_interval(0, "a", "F", 0, 0.5, closed_low=True) == 0.0
     assert choice("b", ("a", "b"), "mode", "F") == "b"
     assert zero_or_one(1, "parity", "F") == 1
+    assert boolean(False, "adjoint", "F") is False

@@ -51,8 +51,9 @@ def test_levels_and_split_prior_are_glows_only() -> None:
 def test_shipped_glow_reproduces_its_recorded_test_bits_per_dim() -> None:
     """The checkpoint scores what its command printed, ahead of the logit-space Gaussian (2.27).
 
-    This is the uniform-dequantization figure (2.14); with a learned dequantizer RealNVP gets
-    below the design's 2.0 and Glow to 2.02 (the appendix, ``benchmarks/README.md``).
+    This is the uniform-dequantization figure (2.14); with a learned dequantizer RealNVP and a
+    one-level Glow get below the design's 2.0, this two-level Glow to 2.02 (the appendix,
+    ``benchmarks/README.md``).
     """
     entry = CHECKPOINTS["glow_digits"]
     flow = load_pretrained("glow_digits")

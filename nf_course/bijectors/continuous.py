@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from nf_course.common import choice, positive_float, positive_int, validate_batch
+from nf_course.common import boolean, choice, positive_float, positive_int, validate_batch
 from nf_course.core import Bijector
 
 __all__ = ["CNF", "FFJORD", "TimeConditionedMLP"]
@@ -222,9 +222,7 @@ class CNF(Bijector):
             )
         else:
             self.step_size = None
-        if not isinstance(adjoint, bool):
-            raise TypeError(f"{where}: adjoint must be a bool, got {type(adjoint).__name__}")
-        self.adjoint = adjoint
+        self.adjoint = boolean(adjoint, "adjoint", where)
         if field is None:
             positive_int(hidden, "hidden", where)
             positive_int(layers, "layers", where)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from nf_course.bijectors.coupling import AffineCoupling2d
 from nf_course.bijectors.linear import InvConv1x1
-from nf_course.common import positive_int, validate_batch, validate_images
+from nf_course.common import boolean, positive_int, validate_batch, validate_images
 from nf_course.core import Bijector, Compose
 
 __all__ = ["ActNorm", "Glow", "GlowStep", "Squeeze"]
@@ -261,8 +261,7 @@ class Glow(Bijector):
         self.channels = positive_int(channels, "channels", "Glow")
         positive_int(levels, "levels", "Glow")
         positive_int(steps_per_level, "steps_per_level", "Glow")
-        if not isinstance(split_prior, bool):
-            raise TypeError(f"Glow: split_prior must be a bool, got {type(split_prior).__name__}")
+        split_prior = boolean(split_prior, "split_prior", "Glow")
         modules = []
         width = channels
         for level in range(levels):
