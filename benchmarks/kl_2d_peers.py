@@ -20,9 +20,15 @@ far below that on every target after a few CPU-seconds; a standard normal is abo
 Output. One line per run as it goes; then, per kind and target, for each library the median
 KL over the seeds, the smallest and largest, the number of diverged runs and the median steps
 done; ``ours - peer`` is nf_course's median minus the peer's (negative: ours is closer to the
-target), and the last column says whether nf_course is at least as close as every peer and
-never diverged. For the continuous flows, a second table gives the calls of the field network
-per training step (the forward solve's, and those of zuko's adjoint in the backward pass),
+target) with, in brackets, the two-sided p-value of the exact Mann-Whitney U test of ours
+against the peer over the seeds (a diverged run ranks last; with five seeds each, no p-value
+is below 0.008, and a p-value far above 0.05 says the two medians differ by the luck of the
+seeds as far as five seeds can tell); the last column says whether nf_course is at least as
+close as every peer by the median and never diverged. ``--summarize LOG ...`` prints these
+tables again from the per-run lines of earlier outputs (several invocations' runs gathered in
+one table, provided they ran with the same settings; the field-evaluation table needs the live
+run). For the continuous flows, a second table gives the calls of the field network per
+training step (the forward solve's, and those of zuko's adjoint in the backward pass),
 averaged over each tenth of training: they grow as the field stiffens.
 
 Run::
@@ -31,6 +37,7 @@ Run::
     .venv/bin/python benchmarks/kl_2d_peers.py                      # everything, 300 s, 5 seeds
     .venv/bin/python benchmarks/kl_2d_peers.py --kinds realnvp --targets checkerboard \
         --budget-seconds 60
+    .venv/bin/python benchmarks/kl_2d_peers.py --summarize benchmarks/results/kl_2d_peers_*.txt
 
 Needs the peers: ``pip install -e ".[bench]"`` (a library that is missing is left out).
 """
@@ -40,17 +47,30 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import re
 import statistics
 import warnings
 from importlib import metadata
+from pathlib import Path
 
 import torch
 from kl_2d import LR, score, tenth_means, train
-from peers import DEPTH, HIDDEN, KINDS, available, build
+from peers import DEPTH, HIDDEN, KINDS, LIBRARIES, available, build
+from scipy.stats import mannwhitneyu
 
 from nf_course.datasets import TOY_DATASETS, toy
 
 DIVERGED_KL = 1.0  # nats
+# A per-run line of the output, as ``main`` prints it.
+RUN_LINE = re.compile(
+    r"^\s+(?P<kind>\w+) (?P<target>\w+) seed (?P<seed>\d+) (?P<library>\w+): "
+    r"KL (?P<kl>\S+) after (?P<steps>\d+) steps"
+)
+# The first line of an output, with the settings of its runs.
+SETTINGS_LINE = re.compile(
+    r"^budget (?P<common>\S+ CPU s per run, \d+ thread\(s\), lr \S+) \(cosine over the budget\), "
+    r"(?:conditioners (?P<sizes>\d+x\d+), )?batch"
+)
 
 
 def run(
@@ -87,34 +107,60 @@ def run(
     }
 
 
+def mann_whitney_p(ours: list[float], peer: list[float]) -> float:
+    """Two-sided p-value of the exact Mann-Whitney U test of two samples of KLs (``inf``, a
+    diverged run, ranks above every finite KL)."""
+    largest = max(k for k in ours + peer if math.isfinite(k)) if ours + peer else 0.0
+
+    def ranked(kls: list[float]) -> list[float]:
+        return [k if math.isfinite(k) else largest + 1.0 for k in kls]
+
+    return float(mannwhitneyu(ranked(ours), ranked(peer), method="exact").pvalue)
+
+
+def _nats(kl: float) -> str:
+    """A KL for the tables: three decimals, or ``>999`` for a diverged run's huge value."""
+    return f"{kl:.3f}" if kl < 1000 else ">999"
+
+
+def _difference(diff: float) -> str:
+    """ours - peer for the tables; ``-div.`` when the peer's median run diverged."""
+    return f"{diff:+.3f}" if abs(diff) < 1000 else "-div."
+
+
 def summarize(kind: str, targets: list[str], results: dict) -> None:
-    """Print the table of one kind: per target, each library's median, range and divergences."""
-    libraries = available(kind)
+    """Print the table of one kind: per target, each library's median, range and divergences,
+    and ours - peer with the p-value of the two samples."""
+    libraries = [lib for lib in LIBRARIES if (kind, targets[0], lib) in results]
     peers = libraries[1:]
     print(f"\n{kind}: KL_pair in nats, median [min, max] over seeds, (d) diverged runs, steps")
     header = f"{'target':<12} " + " ".join(f"{lib:>30}" for lib in libraries)
-    header += " " + " ".join(f"{'ours-' + peer:>12}" for peer in peers) + f" {'ours best':>9}"
+    header += " " + " ".join(f"{'ours-' + peer + ' (p)':>20}" for peer in peers)
+    header += f" {'ours best':>9}"
     print(header)
     print("-" * len(header))
     for target_name in targets:
-        cells, medians, clean = [], {}, {}
+        cells, kls, clean = [], {}, {}
         for library in libraries:
             runs = results[kind, target_name, library]
-            kls = [r["kl"] for r in runs]
-            medians[library] = statistics.median(kls)
+            kls[library] = [r["kl"] for r in runs]
             clean[library] = not any(r["diverged"] for r in runs)
             diverged = sum(r["diverged"] for r in runs)
             steps = statistics.median(r["steps"] for r in runs)
-            spread = f"[{min(kls):.3f}, {max(kls):.3f}]"
-            cells.append(f"{medians[library]:.3f} {spread} ({diverged}) {steps:>6.0f}")
-        ours = medians["nf_course"]
-        diffs = [ours - medians[peer] for peer in peers]
+            median, low, high = (_nats(f(kls[library])) for f in (statistics.median, min, max))
+            cells.append(f"{median} [{low}, {high}] ({diverged}) {steps:>6.0f}")
+        ours = kls["nf_course"]
+        diffs = [statistics.median(ours) - statistics.median(kls[peer]) for peer in peers]
+        p_values = [mann_whitney_p(ours, kls[peer]) for peer in peers]
         best = clean["nf_course"] and all(diff <= 0 for diff in diffs)
         print(
             f"{target_name:<12} "
             + " ".join(f"{cell:>30}" for cell in cells)
             + " "
-            + " ".join(f"{diff:>+12.3f}" for diff in diffs)
+            + " ".join(
+                f"{_difference(diff):>12} ({p:.2f})"
+                for diff, p in zip(diffs, p_values, strict=True)
+            )
             + f" {'yes' if best else 'no':>9}"
         )
     ode_runs = {key: runs for key, runs in results.items() if key[0] == kind and runs[0]["nfe"]}
@@ -129,8 +175,53 @@ def summarize(kind: str, targets: list[str], results: dict) -> None:
             print(f"{target_name:<12} {library:<10} " + " ".join(f"{v:>6.1f}" for v in tenths))
 
 
+def read_runs(logs: list[Path]) -> dict[tuple[str, str, str], list[dict]]:
+    """The runs of earlier outputs, from their per-run lines, keyed like ``main``'s results.
+
+    Every run must come from the same settings (budget, threads, learning rate, conditioners:
+    each invocation's first line) and appear once (kind, target, library, seed); otherwise the
+    tables would pool different experiments, and this stops with a message."""
+    results: dict[tuple[str, str, str], list[dict]] = {}
+    seen: set[tuple[str, str, str, int]] = set()
+    settings: set[str] = set()
+    for log in logs:
+        for line in log.read_text().splitlines():
+            header = SETTINGS_LINE.match(line)
+            if header is not None:
+                # Outputs from before the --hidden and --depth options name no conditioners.
+                settings.add(f"{header['common']}, conditioners {header['sizes'] or '2x64'}")
+                continue
+            match = RUN_LINE.match(line)
+            if match is None:
+                continue
+            key = (match["kind"], match["target"], match["library"])
+            if (*key, int(match["seed"])) in seen:
+                raise SystemExit(f"{log}: {' '.join(key)} seed {match['seed']} appears twice")
+            seen.add((*key, int(match["seed"])))
+            kl = float(match["kl"])
+            run = {"kl": kl, "diverged": not kl < DIVERGED_KL, "steps": int(match["steps"])}
+            results.setdefault(key, []).append({**run, "nfe": []})
+    if len(settings) != 1:
+        raise SystemExit(f"the outputs must share one setting, found: {sorted(settings)}")
+    return results
+
+
+def print_summaries(results: dict[tuple[str, str, str], list[dict]]) -> None:
+    """The tables of every kind in ``results``, targets in the order of ``TOY_DATASETS``."""
+    for kind in dict.fromkeys(key[0] for key in results):
+        targets = [t for t in TOY_DATASETS if (kind, t, "nf_course") in results]
+        summarize(kind, targets, results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--summarize",
+        nargs="+",
+        type=Path,
+        metavar="LOG",
+        help="train nothing: print the tables from the per-run lines of these earlier outputs",
+    )
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument(
         "--targets", nargs="+", choices=list(TOY_DATASETS), default=list(TOY_DATASETS)
@@ -148,6 +239,9 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args()
+    if args.summarize:
+        print_summaries(read_runs(args.summarize))
+        return
     torch.set_num_threads(args.threads)
     # nflows warns at every call of a fresh spline coupling; the message is no result.
     warnings.filterwarnings("ignore", message="Inputs to the softmax are not scaled down")
@@ -174,8 +268,7 @@ def main() -> None:
                     f"{result['steps']} steps ({result['ms_step']:.1f} ms/step){flag}",
                     flush=True,
                 )
-    for kind in args.kinds:
-        summarize(kind, args.targets, results)
+    print_summaries(results)
 
 
 if __name__ == "__main__":
