@@ -110,7 +110,7 @@ def run(
 def mann_whitney_p(ours: list[float], peer: list[float]) -> float:
     """Two-sided p-value of the exact Mann-Whitney U test of two samples of KLs (``inf``, a
     diverged run, ranks above every finite KL)."""
-    largest = max(k for k in ours + peer if math.isfinite(k)) if ours + peer else 0.0
+    largest = max((k for k in ours + peer if math.isfinite(k)), default=0.0)
 
     def ranked(kls: list[float]) -> list[float]:
         return [k if math.isfinite(k) else largest + 1.0 for k in kls]
