@@ -41,13 +41,13 @@ import statistics
 from pathlib import Path
 
 import torch
-from kl_2d import LR, score, train
-from kl_2d_peers import mann_whitney_p
+from kl_2d import LR
+from kl_2d_peers import mann_whitney_p, train_and_score
 from peers import build
 from torch import Tensor
 
 from nf_course.bijectors import AffineCoupling
-from nf_course.datasets import TOY_DATASETS, toy
+from nf_course.datasets import TOY_DATASETS
 
 #: zuko's minimum slope of its affine transform: the log-scale stays within ±log(1/1e-3).
 ZUKO_LOG_SLOPE = math.log(1e-3)
@@ -126,7 +126,6 @@ def main() -> None:
         summarize(*read_runs(args.summarize))
         return
     torch.set_num_threads(1)
-    target = toy(args.target)
     print(
         f"{args.target}, budget {args.budget_seconds:g} CPU s per run, 1 thread, lr {args.lr:g}, "
         f"seeds {args.seeds}, torch {torch.__version__}",
@@ -137,14 +136,9 @@ def main() -> None:
     for name in args.variants:
         for seed in args.seeds:
             model = build_variant(name, seed)
-            try:
-                history = train(model, target.sample, args.budget_seconds, lr=args.lr, seed=seed)
-            except FloatingPointError:
-                kl, done = math.inf, 0
-            else:
-                model.prepare_scoring()
-                kl, done = score(model.log_prob, target)["kl_pair"], len(history.steps)
-            kls.setdefault(name, []).append(kl if math.isfinite(kl) else math.inf)
+            result = train_and_score(model, args.target, seed, args.budget_seconds, args.lr)
+            kl, done = result["kl"], result["steps"]
+            kls.setdefault(name, []).append(kl)
             steps.setdefault(name, []).append(done)
             print(f"{args.target} {name} seed {seed}: KL {kl:.4f} steps {done}", flush=True)
     summarize(kls, steps)

@@ -55,7 +55,7 @@ from pathlib import Path
 
 import torch
 from kl_2d import LR, score, tenth_means, train
-from peers import DEPTH, HIDDEN, KINDS, LIBRARIES, available, build
+from peers import DEPTH, HIDDEN, KINDS, LIBRARIES, Model, available, build
 from scipy.stats import mannwhitneyu
 
 from nf_course.datasets import TOY_DATASETS, toy
@@ -82,9 +82,15 @@ def run(
 ) -> dict:
     """Train and score one flow (budget, learning rate and conditioner size from ``args``); the
     result's ``kl`` is ``inf`` for a diverged run."""
-    target = toy(target_name)
     model = build(kind, library, hidden=args.hidden, depth=args.depth, seed=seed)
-    budget, lr = args.budget_seconds, args.lr
+    return train_and_score(model, target_name, seed, args.budget_seconds, args.lr)
+
+
+def train_and_score(model: Model, target_name: str, seed: int, budget: float, lr: float) -> dict:
+    """Train ``model`` on ``target_name`` for ``budget`` CPU seconds from ``lr``, then score it:
+    ``kl`` (``inf`` for a diverged run), ``diverged``, ``steps``, ``ms_step`` and ``nfe`` (the
+    field calls per step per tenth of training; empty for a flow without a field)."""
+    target = toy(target_name)
     calls_per_step: list[int] = []
 
     def count_calls(step: int, history) -> None:
@@ -210,6 +216,8 @@ def print_summaries(results: dict[tuple[str, str, str], list[dict]]) -> None:
     """The tables of every kind in ``results``, targets in the order of ``TOY_DATASETS``."""
     for kind in dict.fromkeys(key[0] for key in results):
         targets = [t for t in TOY_DATASETS if (kind, t, "nf_course") in results]
+        if not targets:
+            raise SystemExit(f"no nf_course run of {kind} to compare the peers with")
         summarize(kind, targets, results)
 
 
