@@ -37,6 +37,8 @@ Run::
     .venv/bin/python benchmarks/kl_2d_peers.py                      # everything, 300 s, 5 seeds
     .venv/bin/python benchmarks/kl_2d_peers.py --kinds realnvp --targets checkerboard \
         --budget-seconds 60
+    .venv/bin/python benchmarks/kl_2d_peers.py --kinds maf --libraries nf_course nflows \
+        --targets rings --budget-seconds 60
     .venv/bin/python benchmarks/kl_2d_peers.py --summarize benchmarks/results/kl_2d_peers_*.txt
 
 Needs the peers: ``pip install -e ".[bench]"`` (a library that is missing is left out).
@@ -246,6 +248,13 @@ def main() -> None:
         "--depth", type=int, default=DEPTH, help=f"conditioner hidden layers ({DEPTH})"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--libraries",
+        nargs="+",
+        choices=LIBRARIES,
+        default=list(LIBRARIES),
+        help="those to train, of the installed ones that have the kind (default: all)",
+    )
     args = parser.parse_args()
     if args.summarize:
         print_summaries(read_runs(args.summarize))
@@ -267,7 +276,7 @@ def main() -> None:
     results: dict[tuple[str, str, str], list[dict]] = {}
     for kind, target_name in itertools.product(args.kinds, args.targets):
         for seed in args.seeds:
-            for library in available(kind):
+            for library in [lib for lib in available(kind) if lib in args.libraries]:
                 result = run(kind, library, target_name, seed, args)
                 results.setdefault((kind, target_name, library), []).append(result)
                 flag = " DIVERGED" if result["diverged"] else ""
