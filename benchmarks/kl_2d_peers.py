@@ -26,8 +26,9 @@ is below 0.008, and a p-value far above 0.05 says the two medians differ by the 
 seeds as far as five seeds can tell); the last column says whether nf_course is at least as
 close as every peer by the median and never diverged. ``--summarize LOG ...`` prints these
 tables again from the per-run lines of earlier outputs (several invocations' runs gathered in
-one table, provided they ran with the same settings; the field-evaluation table needs the live
-run). For the continuous flows, a second table gives the calls of the field network per
+one table, provided they ran with the same settings; a target that an interrupted invocation
+left without some library's runs is named and left out; the field-evaluation table needs the
+live run). For the continuous flows, a second table gives the calls of the field network per
 training step (the forward solve's, and those of zuko's adjoint in the backward pass),
 averaged over each tenth of training: they grow as the field stiffens.
 
@@ -217,10 +218,16 @@ def read_runs(logs: list[Path]) -> dict[tuple[str, str, str], list[dict]]:
 def print_summaries(results: dict[tuple[str, str, str], list[dict]]) -> None:
     """The tables of every kind in ``results``, targets in the order of ``TOY_DATASETS``."""
     for kind in dict.fromkeys(key[0] for key in results):
-        targets = [t for t in TOY_DATASETS if (kind, t, "nf_course") in results]
-        if not targets:
+        libraries = {key[2] for key in results if key[0] == kind}
+        if "nf_course" not in libraries:
             raise SystemExit(f"no nf_course run of {kind} to compare the peers with")
+        # A target that an interrupted invocation left without every library's runs is no row.
+        run = [t for t in TOY_DATASETS if any((kind, t, lib) in results for lib in libraries)]
+        targets = [t for t in run if all((kind, t, lib) in results for lib in libraries)]
         summarize(kind, targets, results)
+        if len(targets) < len(run):
+            left_out = ", ".join(t for t in run if t not in targets)
+            print(f"left out, not run with every library: {left_out}")
 
 
 def main() -> None:

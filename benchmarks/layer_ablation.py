@@ -26,6 +26,9 @@ is, :math:`(x_i - \mu_i) e^{-\alpha_i}` with :math:`\mu_i = e^{\alpha_i} m_i`) w
 (outputs :math:`t, h`):
 
 * ``ours``: the package's :class:`~nf_course.bijectors.MAF`.
+* ``wideclamp``: ours with the clamp at :math:`\pm \log 10^3` instead of :math:`\pm 3`
+  (:math:`\alpha = c \tanh(h / c)`, :math:`c = \log 10^3`: zuko's range of the log-scale, and
+  nflows' smallest scale).
 * ``shiftbefore``: MADE's first output is :math:`\mu` itself, :math:`z_i = (x_i - \mu_i)
   e^{-\alpha_i}`: the shift before the scale, Papamakarios et al.'s parametrization and the
   package's until the ablation below showed it trains worse.
@@ -87,6 +90,7 @@ VARIANTS = {
     "realnvp": ("ours", "softclip", "torchinit", "softclip+torchinit", "zuko"),
     "maf": (
         "ours",
+        "wideclamp",
         "shiftbefore",
         "shiftbefore+unbounded",
         "shiftbefore+torchinit",
@@ -160,6 +164,8 @@ def build_variant(kind: str, name: str, seed: int) -> torch.nn.Module:
             layer.scale.requires_grad_(False)  # the bound a is not used: no gradient, no step
         if "softplus" in name:
             layer._affine = shift_after_scale
+        if name == "wideclamp":
+            layer.alpha_bound = -ZUKO_LOG_SLOPE
     return model
 
 
