@@ -19,24 +19,20 @@ respect towards zuko's ``RealNVP``:
 
 ``--kind maf``: every variant is the eight MAF layers of ``kl_2d.build_flow("maf")`` (MADE
 2 × 64, SiLU, orders alternating natural / reversed), changed in one respect towards nflows'
-``MaskedAffineAutoregressiveTransform``. Ours maps :math:`z_i = x_i e^{-\alpha_i} - m_i` (that
-is, :math:`(x_i - \mu_i) e^{-\alpha_i}` with :math:`\mu_i = e^{\alpha_i} m_i`) with
-:math:`\alpha = 3 \tanh(h / 3)`, for MADE's outputs :math:`m, h`; nflows maps
+``MaskedAffineAutoregressiveTransform``. Ours maps :math:`z_i = (x_i - \mu_i) e^{-\alpha_i}`
+with :math:`\alpha = 3 \tanh(h / 3)` (MADE's outputs :math:`\mu, h`); nflows maps
 :math:`z_i = \sigma_i x_i + t_i` with :math:`\sigma = \mathrm{softplus}(h) + 10^{-3}`
 (outputs :math:`t, h`):
 
 * ``ours``: the package's :class:`~nf_course.bijectors.MAF`.
-* ``wideclamp``: ours with the clamp at :math:`\pm \log 10^3` instead of :math:`\pm 3`
-  (:math:`\alpha = c \tanh(h / c)`, :math:`c = \log 10^3`: zuko's range of the log-scale, and
-  nflows' smallest scale).
-* ``shiftbefore``: MADE's first output is :math:`\mu` itself, :math:`z_i = (x_i - \mu_i)
-  e^{-\alpha_i}`: the shift before the scale, Papamakarios et al.'s parametrization and the
-  package's until the ablation below showed it trains worse.
-* ``shiftbefore+unbounded``: that, with :math:`\alpha = h`, no soft clamp.
-* ``shiftbefore+torchinit``: that, with MADE's output layer initialized like its other layers
-  (seeded as above), so no layer starts as the identity.
+* ``shiftafter``: the shift after the scale, :math:`z_i = e^{-\alpha_i} x_i + t_i`, same
+  :math:`\alpha` (the same maps; only how the shift depends on the network's output differs).
+* ``shiftafter+wideclamp``: that, with the clamp at :math:`\pm \log 10^3` instead of
+  :math:`\pm 3` (zuko's range of the log-scale, and nflows' smallest scale).
+* ``unbounded``: our map with :math:`\alpha = h`, no soft clamp.
 * ``softplus``: nflows' map and scale, :math:`z_i = \sigma_i x_i + t_i`; a fresh layer scales
   by :math:`\log 2 + 10^{-3}`, not 1.
+* ``torchinit``: MADE's output layer initialized like its other layers (seeded as above).
 * ``softplus+torchinit``: both, i.e. nflows' layer built from our class.
 * ``nflows``: nflows' flow as ``peers.py`` builds it.
 
@@ -47,9 +43,9 @@ per variant the median KL over the seeds, its range, and ``ours`` minus the vari
 two-sided p-value of the exact Mann-Whitney U test over the seeds. ``--summarize LOG ...``
 prints that table from the per-run lines of earlier outputs (runs of one kind, target and
 budget). The outputs ```results/coupling_ablation_*.txt`` were made by this script's first
-version, ``coupling_ablation.py``, which had only the RealNVP variants (same code); the
-``results/maf_ablation_*.txt`` by the version before the package's MAF took the shift after the
-scale (their header says how their variants' names map to today's).
+version, ``coupling_ablation.py``, which had only the RealNVP variants (same code); two
+outputs whose first line says so were made while the package's MAF had the shift after the
+scale (commit e64e817, since reverted), and map their variants' names to today's.
 
 Run::
 
@@ -57,7 +53,7 @@ Run::
     .venv/bin/python benchmarks/layer_ablation.py --kind realnvp --target moons \
         --budget-seconds 60 --seeds 0 1 2 3 4
     .venv/bin/python benchmarks/layer_ablation.py --kind maf --target rings --variants ours \
-        shiftbefore softplus nflows
+        shiftafter softplus nflows
 
 Needs zuko and nflows for the peers' variants: ``pip install -e ".[bench]"``.
 """
@@ -90,11 +86,11 @@ VARIANTS = {
     "realnvp": ("ours", "softclip", "torchinit", "softclip+torchinit", "zuko"),
     "maf": (
         "ours",
-        "wideclamp",
-        "shiftbefore",
-        "shiftbefore+unbounded",
-        "shiftbefore+torchinit",
+        "shiftafter",
+        "shiftafter+wideclamp",
+        "unbounded",
         "softplus",
+        "torchinit",
         "softplus+torchinit",
         "nflows",
     ),
@@ -111,14 +107,8 @@ def soft_clipped_conditioner(self: AffineCoupling, y_A: Tensor) -> tuple[Tensor,
     return h / (1 + (h / ZUKO_LOG_SLOPE).abs()), t
 
 
-def shift_before_conditioner(self: MAF, y: Tensor) -> tuple[Tensor, Tensor]:
-    """A MAF layer's MADE pass ``y -> (mu, alpha)`` with ``mu`` MADE's first output itself."""
-    mu, h = self.made(y).unbind(dim=1)
-    return mu, self.alpha_bound * torch.tanh(h / self.alpha_bound)
-
-
 def unbounded_conditioner(self: MAF, y: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`shift_before_conditioner` with ``alpha = h``, no soft clamp."""
+    """A MAF layer's MADE pass ``y -> (mu, alpha)`` with ``alpha = h``, no soft clamp."""
     mu, h = self.made(y).unbind(dim=1)
     return mu, h
 
@@ -150,9 +140,8 @@ def build_variant(kind: str, name: str, seed: int) -> torch.nn.Module:
         for layer in layers:
             (layer.net if kind == "realnvp" else layer.made.layers)[-1].reset_parameters()
     # Bound methods, so that a copy of a layer (the checker's) calls its own network.
-    conditioner = {  # applied in this order: "unbounded" replaces "shiftbefore"'s
+    conditioner = {
         "softclip": soft_clipped_conditioner,
-        "shiftbefore": shift_before_conditioner,
         "unbounded": unbounded_conditioner,
         "softplus": nflows_conditioner,
     }
@@ -162,9 +151,9 @@ def build_variant(kind: str, name: str, seed: int) -> torch.nn.Module:
                 layer.conditioner = MethodType(method, layer)
         if "softclip" in name:
             layer.scale.requires_grad_(False)  # the bound a is not used: no gradient, no step
-        if "softplus" in name:
+        if "softplus" in name or "shiftafter" in name:
             layer._affine = shift_after_scale
-        if name == "wideclamp":
+        if "wideclamp" in name:
             layer.alpha_bound = -ZUKO_LOG_SLOPE
     return model
 
