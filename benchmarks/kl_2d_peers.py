@@ -27,7 +27,8 @@ seeds as far as five seeds can tell); the last column says whether nf_course is 
 close as every peer by the median and never diverged. ``--summarize LOG ...`` prints these
 tables again from the per-run lines of earlier outputs (several invocations' runs gathered in
 one table, provided they ran with the same settings; a target that an interrupted invocation
-left without some library's runs is named and left out; the field-evaluation table needs the
+left without some library's runs is named and left out, a library that an output was run
+without, ``--libraries``, shows as ``-``; the field-evaluation table needs the
 live run). For the continuous flows, a second table gives the calls of the field network per
 training step (the forward solve's, and those of zuko's adjoint in the backward pass),
 averaged over each tenth of training: they grow as the field stiffens.
@@ -139,8 +140,9 @@ def _difference(diff: float) -> str:
 
 def summarize(kind: str, targets: list[str], results: dict) -> None:
     """Print the table of one kind: per target, each library's median, range and divergences,
-    and ours - peer with the p-value of the two samples."""
-    libraries = [lib for lib in LIBRARIES if (kind, targets[0], lib) in results]
+    and ours - peer with the p-value of the two samples (``-`` for a library not run on a
+    target)."""
+    libraries = [lib for lib in LIBRARIES if any((kind, t, lib) in results for t in targets)]
     peers = libraries[1:]
     print(f"\n{kind}: KL_pair in nats, median [min, max] over seeds, (d) diverged runs, steps")
     header = f"{'target':<12} " + " ".join(f"{lib:>30}" for lib in libraries)
@@ -151,7 +153,10 @@ def summarize(kind: str, targets: list[str], results: dict) -> None:
     for target_name in targets:
         cells, kls, clean = [], {}, {}
         for library in libraries:
-            runs = results[kind, target_name, library]
+            runs = results.get((kind, target_name, library))
+            if runs is None:
+                cells.append("-")
+                continue
             kls[library] = [r["kl"] for r in runs]
             clean[library] = not any(r["diverged"] for r in runs)
             diverged = sum(r["diverged"] for r in runs)
@@ -159,17 +164,20 @@ def summarize(kind: str, targets: list[str], results: dict) -> None:
             median, low, high = (_nats(f(kls[library])) for f in (statistics.median, min, max))
             cells.append(f"{median} [{low}, {high}] ({diverged}) {steps:>6.0f}")
         ours = kls["nf_course"]
-        diffs = [statistics.median(ours) - statistics.median(kls[peer]) for peer in peers]
-        p_values = [mann_whitney_p(ours, kls[peer]) for peer in peers]
-        best = clean["nf_course"] and all(diff <= 0 for diff in diffs)
+        ran = [peer for peer in peers if peer in kls]
+        diffs = {peer: statistics.median(ours) - statistics.median(kls[peer]) for peer in ran}
+        best = clean["nf_course"] and all(diff <= 0 for diff in diffs.values())
+        comparisons = [
+            f"{_difference(diffs[peer]):>12} ({mann_whitney_p(ours, kls[peer]):.2f})"
+            if peer in kls
+            else f"{'-':>20}"
+            for peer in peers
+        ]
         print(
             f"{target_name:<12} "
             + " ".join(f"{cell:>30}" for cell in cells)
             + " "
-            + " ".join(
-                f"{_difference(diff):>12} ({p:.2f})"
-                for diff, p in zip(diffs, p_values, strict=True)
-            )
+            + " ".join(comparisons)
             + f" {'yes' if best else 'no':>9}"
         )
     ode_runs = {key: runs for key, runs in results.items() if key[0] == kind and runs[0]["nfe"]}
@@ -184,16 +192,21 @@ def summarize(kind: str, targets: list[str], results: dict) -> None:
             print(f"{target_name:<12} {library:<10} " + " ".join(f"{v:>6.1f}" for v in tenths))
 
 
-def read_runs(logs: list[Path]) -> dict[tuple[str, str, str], list[dict]]:
-    """The runs of earlier outputs, from their per-run lines, keyed like ``main``'s results.
+def read_runs(logs: list[Path]) -> tuple[dict[tuple[str, str, str], list[dict]], dict]:
+    """The runs of earlier outputs, from their per-run lines, keyed like ``main``'s results,
+    and the libraries each (kind, target) was run with: those of its kind in its output (an
+    output that lacks a library altogether was run without it, ``--libraries``).
 
     Every run must come from the same settings (budget, threads, learning rate, conditioners:
     each invocation's first line) and appear once (kind, target, library, seed); otherwise the
     tables would pool different experiments, and this stops with a message."""
     results: dict[tuple[str, str, str], list[dict]] = {}
+    planned: dict[tuple[str, str], set[str]] = {}
     seen: set[tuple[str, str, str, int]] = set()
     settings: set[str] = set()
     for log in logs:
+        in_log: dict[str, set[str]] = {}  # the libraries of each kind in this output
+        targets_in_log: dict[str, set[str]] = {}
         for line in log.read_text().splitlines():
             header = SETTINGS_LINE.match(line)
             if header is not None:
@@ -210,20 +223,32 @@ def read_runs(logs: list[Path]) -> dict[tuple[str, str, str], list[dict]]:
             kl = float(match["kl"])
             run = {"kl": kl, "diverged": not kl < DIVERGED_KL, "steps": int(match["steps"])}
             results.setdefault(key, []).append({**run, "nfe": []})
+            in_log.setdefault(match["kind"], set()).add(match["library"])
+            targets_in_log.setdefault(match["kind"], set()).add(match["target"])
+        for kind, targets in targets_in_log.items():
+            for target_name in targets:
+                planned.setdefault((kind, target_name), set()).update(in_log[kind])
     if len(settings) != 1:
         raise SystemExit(f"the outputs must share one setting, found: {sorted(settings)}")
-    return results
+    return results, planned
 
 
-def print_summaries(results: dict[tuple[str, str, str], list[dict]]) -> None:
-    """The tables of every kind in ``results``, targets in the order of ``TOY_DATASETS``."""
+def print_summaries(
+    results: dict[tuple[str, str, str], list[dict]], planned: dict[tuple[str, str], set[str]]
+) -> None:
+    """The tables of every kind in ``results``, targets in the order of ``TOY_DATASETS``;
+    ``planned`` holds the libraries each (kind, target) was run with."""
     for kind in dict.fromkeys(key[0] for key in results):
         libraries = {key[2] for key in results if key[0] == kind}
         if "nf_course" not in libraries:
             raise SystemExit(f"no nf_course run of {kind} to compare the peers with")
         # A target that an interrupted invocation left without every library's runs is no row.
-        run = [t for t in TOY_DATASETS if any((kind, t, lib) in results for lib in libraries)]
-        targets = [t for t in run if all((kind, t, lib) in results for lib in libraries)]
+        run = [t for t in TOY_DATASETS if (kind, t) in planned]
+        targets = [
+            t
+            for t in run
+            if all((kind, t, lib) in results for lib in planned[kind, t] | {"nf_course"})
+        ]
         summarize(kind, targets, results)
         if len(targets) < len(run):
             left_out = ", ".join(t for t in run if t not in targets)
@@ -264,7 +289,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.summarize:
-        print_summaries(read_runs(args.summarize))
+        print_summaries(*read_runs(args.summarize))
         return
     torch.set_num_threads(args.threads)
     # nflows warns at every call of a fresh spline coupling; the message is no result.
@@ -281,7 +306,9 @@ def main() -> None:
         flush=True,
     )
     results: dict[tuple[str, str, str], list[dict]] = {}
+    planned: dict[tuple[str, str], set[str]] = {}
     for kind, target_name in itertools.product(args.kinds, args.targets):
+        planned[kind, target_name] = {lib for lib in available(kind) if lib in args.libraries}
         for seed in args.seeds:
             for library in [lib for lib in available(kind) if lib in args.libraries]:
                 result = run(kind, library, target_name, seed, args)
@@ -292,7 +319,7 @@ def main() -> None:
                     f"{result['steps']} steps ({result['ms_step']:.1f} ms/step){flag}",
                     flush=True,
                 )
-    print_summaries(results)
+    print_summaries(results, planned)
 
 
 if __name__ == "__main__":

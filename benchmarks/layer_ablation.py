@@ -19,17 +19,18 @@ respect towards zuko's ``RealNVP``:
 
 ``--kind maf``: every variant is the eight MAF layers of ``kl_2d.build_flow("maf")`` (MADE
 2 × 64, SiLU, orders alternating natural / reversed), changed in one respect towards nflows'
-``MaskedAffineAutoregressiveTransform``. Ours maps :math:`z_i = (x_i - \mu_i) e^{-\alpha_i}`
-with :math:`\alpha = 3 \tanh(h / 3)` (MADE's outputs :math:`\mu, h`); nflows maps
-:math:`z_i = \sigma_i x_i + t_i` with :math:`\sigma = \mathrm{softplus}(h) + 10^{-3}`
-(outputs :math:`t, h`):
+``MaskedAffineAutoregressiveTransform`` or back to our earlier layer. Ours maps
+:math:`z_i = x_i e^{-\alpha_i} - m_i` with :math:`\alpha = 3 \tanh(h / 3)` (MADE's outputs
+:math:`m, h`); nflows maps :math:`z_i = \sigma_i x_i + t_i` with
+:math:`\sigma = \mathrm{softplus}(h) + 10^{-3}` (outputs :math:`t, h`):
 
 * ``ours``: the package's :class:`~nf_course.bijectors.MAF`.
-* ``shiftafter``: the shift after the scale, :math:`z_i = e^{-\alpha_i} x_i + t_i`, same
-  :math:`\alpha` (the same maps; only how the shift depends on the network's output differs).
-* ``shiftafter+wideclamp``: that, with the clamp at :math:`\pm \log 10^3` instead of
-  :math:`\pm 3` (zuko's range of the log-scale, and nflows' smallest scale).
-* ``unbounded``: our map with :math:`\alpha = h`, no soft clamp.
+* ``shiftbefore``: MADE outputs the shift :math:`\mu` itself,
+  :math:`z_i = (x_i - \mu_i) e^{-\alpha_i}` (the same maps; only how the shift depends on the
+  network's output differs): the package's layer until the shift moved after the scale.
+* ``wideclamp``: the clamp at :math:`\pm \log 10^3` instead of :math:`\pm 3` (zuko's range of
+  the log-scale, and nflows' smallest scale).
+* ``unbounded``: :math:`\alpha = h`, no soft clamp.
 * ``softplus``: nflows' map and scale, :math:`z_i = \sigma_i x_i + t_i`; a fresh layer scales
   by :math:`\log 2 + 10^{-3}`, not 1.
 * ``torchinit``: MADE's output layer initialized like its other layers (seeded as above).
@@ -42,10 +43,10 @@ one thread; ``KL_pair`` on the same 20 000 held-out samples). It prints one line
 per variant the median KL over the seeds, its range, and ``ours`` minus the variant with the
 two-sided p-value of the exact Mann-Whitney U test over the seeds. ``--summarize LOG ...``
 prints that table from the per-run lines of earlier outputs (runs of one kind, target and
-budget). The outputs ```results/coupling_ablation_*.txt`` were made by this script's first
-version, ``coupling_ablation.py``, which had only the RealNVP variants (same code); two
-outputs whose first line says so were made while the package's MAF had the shift after the
-scale (commit e64e817, since reverted), and map their variants' names to today's.
+budget). The outputs ``results/coupling_ablation_*.txt`` were made by this script's first
+version, ``coupling_ablation.py``, which had only the RealNVP variants (same code); the MAF
+outputs whose first line says so were made while the package's MAF had the shift before the
+scale, and map their variants' names to today's.
 
 Run::
 
@@ -53,7 +54,7 @@ Run::
     .venv/bin/python benchmarks/layer_ablation.py --kind realnvp --target moons \
         --budget-seconds 60 --seeds 0 1 2 3 4
     .venv/bin/python benchmarks/layer_ablation.py --kind maf --target rings --variants ours \
-        shiftafter softplus nflows
+        shiftbefore softplus nflows
 
 Needs zuko and nflows for the peers' variants: ``pip install -e ".[bench]"``.
 """
@@ -86,8 +87,8 @@ VARIANTS = {
     "realnvp": ("ours", "softclip", "torchinit", "softclip+torchinit", "zuko"),
     "maf": (
         "ours",
-        "shiftafter",
-        "shiftafter+wideclamp",
+        "shiftbefore",
+        "wideclamp",
         "unbounded",
         "softplus",
         "torchinit",
@@ -107,10 +108,17 @@ def soft_clipped_conditioner(self: AffineCoupling, y_A: Tensor) -> tuple[Tensor,
     return h / (1 + (h / ZUKO_LOG_SLOPE).abs()), t
 
 
-def unbounded_conditioner(self: MAF, y: Tensor) -> tuple[Tensor, Tensor]:
-    """A MAF layer's MADE pass ``y -> (mu, alpha)`` with ``alpha = h``, no soft clamp."""
+def shift_before_conditioner(self: MAF, y: Tensor) -> tuple[Tensor, Tensor]:
+    """A MAF layer's MADE pass ``y -> (mu, alpha)`` with MADE's first output ``mu`` itself."""
     mu, h = self.made(y).unbind(dim=1)
-    return mu, h
+    return mu, self.alpha_bound * torch.tanh(h / self.alpha_bound)
+
+
+def unbounded_conditioner(self: MAF, y: Tensor) -> tuple[Tensor, Tensor]:
+    """A MAF layer's MADE pass ``y -> (t, alpha)`` with ``alpha = h``, no soft clamp (for
+    :func:`shift_after_scale`)."""
+    t, h = self.made(y).unbind(dim=1)
+    return t, h
 
 
 def nflows_conditioner(self: MAF, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -131,8 +139,14 @@ def build_variant(kind: str, name: str, seed: int) -> torch.nn.Module:
     """The flow of variant ``name`` (one of ``VARIANTS[kind]``), initialized from ``seed``."""
     peer = VARIANTS[kind][-1]
     model = build(kind, peer if name == peer else "nf_course", seed=seed)
-    if name == peer:
-        return model
+    if name != peer:
+        change_layers(model, kind, name, seed)
+    return model
+
+
+def change_layers(model: torch.nn.Module, kind: str, name: str, seed: int) -> None:
+    """Make every layer of ``kind`` in ``model`` (a package flow) the layer of variant ``name``,
+    in place (a new initialization of the output layers is drawn from ``seed``)."""
     layer_type = AffineCoupling if kind == "realnvp" else MAF
     layers = [module for module in model.modules() if isinstance(module, layer_type)]
     if "torchinit" in name:
@@ -142,6 +156,7 @@ def build_variant(kind: str, name: str, seed: int) -> torch.nn.Module:
     # Bound methods, so that a copy of a layer (the checker's) calls its own network.
     conditioner = {
         "softclip": soft_clipped_conditioner,
+        "shiftbefore": shift_before_conditioner,
         "unbounded": unbounded_conditioner,
         "softplus": nflows_conditioner,
     }
@@ -151,11 +166,10 @@ def build_variant(kind: str, name: str, seed: int) -> torch.nn.Module:
                 layer.conditioner = MethodType(method, layer)
         if "softclip" in name:
             layer.scale.requires_grad_(False)  # the bound a is not used: no gradient, no step
-        if "softplus" in name or "shiftafter" in name:
+        if "softplus" in name or "unbounded" in name:
             layer._affine = shift_after_scale
         if "wideclamp" in name:
             layer.alpha_bound = -ZUKO_LOG_SLOPE
-    return model
 
 
 def summarize(kls: dict[str, list[float]], steps: dict[str, list[int]]) -> None:

@@ -160,6 +160,24 @@ def test_jacobian_is_triangular_and_log_det_sums_its_diagonal(cls, order):
         torch.testing.assert_close(diagonal.log().sum(dim=1), log_det)
 
 
+def test_each_layer_adds_its_shift_after_the_scale_in_its_one_pass_direction():
+    """MAF's MADE outputs the shift in units of the scale, m = mu e^-alpha, so forward is
+    z = x e^-alpha - m; IAF's outputs mu itself, so inverse is x = mu + e^alpha z. Both are the
+    Gaussian layer of chapter 7 (same maps, same densities); the parametrization is what
+    training sees (benchmarks/layer_ablation.py)."""
+    x = randn(6, 4, seed=3)
+    maf, iaf = perturbed(MAF(4, hidden=(16,))), perturbed(IAF(4, hidden=(16,)), seed=1)
+    m, h = maf.made(x).unbind(dim=1)
+    alpha = maf.alpha_bound * torch.tanh(h / maf.alpha_bound)
+    mu, conditioner_alpha = maf.conditioner(x)
+    torch.testing.assert_close(mu, torch.exp(alpha) * m)
+    torch.testing.assert_close(conditioner_alpha, alpha)
+    torch.testing.assert_close(maf(x)[0], x * torch.exp(-alpha) - m)
+    mu, h = iaf.made(x).unbind(dim=1)
+    alpha = iaf.alpha_bound * torch.tanh(h / iaf.alpha_bound)
+    torch.testing.assert_close(iaf.inverse(x)[0], mu + torch.exp(alpha) * x)
+
+
 def test_log_scale_stays_bounded_for_huge_conditioner_outputs():
     layer = perturbed(MAF(4, hidden=(16,)))
     with torch.no_grad():

@@ -4,6 +4,7 @@ the Gaussian autoregressive layers :class:`MAF` and :class:`IAF`.
 Chapter: ``book/07_autoregressive_flows.md`` (Germain et al. 2015, MADE; Papamakarios et al.
 2017, MAF; Kingma et al. 2016, IAF); tests: ``tests/test_autoregressive.py``; assignment:
 ``solutions/05_autoregressive``; benchmarks: ``benchmarks/ar_costs.py``, ``benchmarks/kl_2d.py``,
+``benchmarks/kl_2d_peers.py``, ``benchmarks/layer_ablation.py``, ``benchmarks/short_fits.py``,
 ``benchmarks/peer_step.py``. Yang and Ryu (2020) write the layer from noise to data with the
 conditioner on the noise, ``x = t + s ⊙ z``: that is ``IAF.inverse`` here.
 """
@@ -95,9 +96,9 @@ class MADE(nn.Module):
     r"""Masked autoencoder for distribution estimation: an MLP whose output ``i`` sees ``x_{<i}``.
 
     ``(B, D) -> (B, outputs_per_dim, D)``: entry ``[:, p, i]`` is the ``p``-th parameter of
-    coordinate ``i`` (for :class:`MAF`, ``p = 0`` is :math:`\mu_i` and ``p = 1`` is the raw
-    :math:`\alpha_i`), and depends only on the inputs ``j`` that come before ``i`` in the
-    ordering.
+    coordinate ``i`` (for :class:`IAF`, ``p = 0`` is :math:`\mu_i` and ``p = 1`` is the raw
+    :math:`\alpha_i`; for :class:`MAF`, ``p = 0`` is :math:`\mu_i e^{-\alpha_i}`), and depends
+    only on the inputs ``j`` that come before ``i`` in the ordering.
 
     Degrees (Germain et al.). Input ``j`` gets degree :math:`m(j) \in \{1, \dots, D\}`, its
     position in the ordering plus one. Each hidden unit ``k`` gets a degree
@@ -226,7 +227,8 @@ class _GaussianAutoregressive(Bijector):
         self.alpha_bound = float(alpha_bound)
 
     def conditioner(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """One MADE pass: ``y (B, D) -> (mu, alpha)``, each ``(B, D)``, ``|alpha| < c``."""
+        """One MADE pass: ``y (B, D) -> (shift, alpha)``, each ``(B, D)``, ``|alpha| < c``; the
+        shift is MADE's first output (:class:`IAF`'s ``mu``)."""
         mu, h = self.made(y).unbind(dim=1)
         return mu, self.alpha_bound * torch.tanh(h / self.alpha_bound)
 
@@ -275,6 +277,14 @@ class MAF(_GaussianAutoregressive):
 
     A fresh layer is the identity (MADE's output layer is zero, so :math:`\mu = \alpha = 0`).
 
+    The shift is learned in units of the scale: MADE outputs :math:`m_i = \mu_i e^{-\alpha_i}`,
+    so that ``forward`` is :math:`z_i = x_i e^{-\alpha_i} - m_i`, the learned shift added after
+    the scale in the direction the layer is trained in (as in :class:`AffineCoupling` and in
+    :class:`IAF`'s one-pass direction). The family of maps is the same; trained by maximum
+    likelihood with large batches at the default rate, the layer ends closer to the data, and
+    it prefers a lower learning rate than the layer that outputs :math:`\mu` (chapter 7;
+    ``benchmarks/layer_ablation.py``, ``benchmarks/short_fits.py``).
+
     Args:
         dim: dimension ``D ≥ 1`` of a sample.
         hidden: widths of MADE's hidden layers.
@@ -284,9 +294,15 @@ class MAF(_GaussianAutoregressive):
 
     Attributes:
         made: the conditioner, :class:`MADE` with ``outputs_per_dim=2`` (``[:, 0]`` is
-            :math:`\mu`, ``[:, 1]`` the raw :math:`\alpha`); each call is one pass (count
-            them with a forward hook).
+            :math:`m = \mu e^{-\alpha}`, ``[:, 1]`` the raw :math:`\alpha`); each call is one
+            pass (count them with a forward hook).
     """
+
+    def conditioner(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """One MADE pass: ``x (B, D) -> (mu, alpha)``, each ``(B, D)``, ``|alpha| < c``, with
+        ``mu = exp(alpha) m`` for MADE's first output ``m``."""
+        m, alpha = super().conditioner(x)
+        return torch.exp(alpha) * m, alpha
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x (B, D) -> (z (B, D), -Σ alpha (B,))`` in one MADE pass."""
