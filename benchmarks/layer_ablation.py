@@ -75,7 +75,7 @@ from peers import build
 from torch import Tensor
 from torch.nn import functional as F
 
-from nf_course.bijectors import MAF, AffineCoupling
+from nf_course.bijectors import IAF, MAF, AffineCoupling
 from nf_course.datasets import TOY_DATASETS
 
 #: zuko's minimum slope of its affine transform: the log-scale stays within ±log(1/1e-3).
@@ -106,12 +106,6 @@ def soft_clipped_conditioner(self: AffineCoupling, y_A: Tensor) -> tuple[Tensor,
     """A coupling's conditioner with zuko's log-scale ``s = h / (1 + |h / log 1e-3|)``."""
     h, t = self._net(y_A, 2, (len(self.index_B),))
     return h / (1 + (h / ZUKO_LOG_SLOPE).abs()), t
-
-
-def shift_before_conditioner(self: MAF, y: Tensor) -> tuple[Tensor, Tensor]:
-    """A MAF layer's MADE pass ``y -> (mu, alpha)`` with MADE's first output ``mu`` itself."""
-    mu, h = self.made(y).unbind(dim=1)
-    return mu, self.alpha_bound * torch.tanh(h / self.alpha_bound)
 
 
 def unbounded_conditioner(self: MAF, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -156,7 +150,8 @@ def change_layers(model: torch.nn.Module, kind: str, name: str, seed: int) -> No
     # Bound methods, so that a copy of a layer (the checker's) calls its own network.
     conditioner = {
         "softclip": soft_clipped_conditioner,
-        "shiftbefore": shift_before_conditioner,
+        # IAF's conditioner: MADE's first output is the shift mu itself.
+        "shiftbefore": IAF.conditioner,
         "unbounded": unbounded_conditioner,
         "softplus": nflows_conditioner,
     }

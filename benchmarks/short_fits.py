@@ -45,6 +45,7 @@ import test_fits  # the test's flows, fit and score, defined once
 #: Chapter 7's fit of its five-layer MAF to moons (the chapter's last training cell).
 CHAPTER7 = {"steps": 1000, "batch_size": 256, "lr": 3e-3}
 CHAPTER7_ORDERS = ["natural", "reversed"] * 2 + ["natural"]
+MOONS = toy("moons")
 
 
 def changed(build: Callable[[], torch.nn.Module], variant: str) -> Callable[[], torch.nn.Module]:
@@ -58,16 +59,15 @@ def changed(build: Callable[[], torch.nn.Module], variant: str) -> Callable[[], 
     return build_variant
 
 
-def chapter7_kl(seed: int, variant: str, settings: dict) -> float:
-    """KL of chapter 7's five-layer MAF fitted to moons from ``seed``, as the chapter scores it."""
-    moons = toy("moons")
-    test = moons.sample(5000, generator=torch.Generator().manual_seed(1))
+def chapter7_kl(seed: int, variant: str, settings: dict, test: torch.Tensor) -> float:
+    """KL of chapter 7's five-layer MAF fitted to moons from ``seed``, as the chapter scores it
+    on the held-out samples ``test``."""
     torch.manual_seed(seed)
     layers = [MAF(2, hidden=(64, 64), order=order) for order in CHAPTER7_ORDERS]
     flow = nf.Flow(nf.Compose(*layers), nf.StandardNormal(2))
     change_layers(flow, "maf", variant, seed=0)
-    fit(flow, data=moons.sample, seed=seed, progress=False, **settings)
-    return mean_nll(flow, test) - moons.entropy
+    fit(flow, data=MOONS.sample, seed=seed, progress=False, **settings)
+    return mean_nll(flow, test) - MOONS.entropy
 
 
 def main() -> None:
@@ -85,14 +85,14 @@ def main() -> None:
     settings.update({k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None})
     print(f"{args.fit}: fit {settings}, MAF variant {args.maf_variant}", flush=True)
     if args.fit == "chapter7":
-        runs = {"MAF": lambda seed: chapter7_kl(seed, args.maf_variant, settings)}
+        test = MOONS.sample(5000, generator=torch.Generator().manual_seed(1))
+        runs = {"MAF": lambda seed: chapter7_kl(seed, args.maf_variant, settings, test)}
     else:
-        test_fits.FIT.update(settings)
         runs = {}
         for name in args.flows or list(test_fits.FLOWS):
-            test_fits.FLOWS[name] = changed(test_fits.FLOWS[name], args.maf_variant)
-            runs[name] = lambda seed, name=name: test_fits.kl_to_truth(
-                test_fits.fitted_flow(name, seed)
+            build = changed(test_fits.FLOWS[name], args.maf_variant)
+            runs[name] = lambda seed, build=build: test_fits.kl_to_truth(
+                test_fits.fitted_flow(build, seed, settings)
             )
     for name, run in runs.items():
         kls = []
