@@ -19,20 +19,24 @@ respect towards zuko's ``RealNVP``:
 
 ``--kind maf``: every variant is the eight MAF layers of ``kl_2d.build_flow("maf")`` (MADE
 2 × 64, SiLU, orders alternating natural / reversed), changed in one respect towards nflows'
-``MaskedAffineAutoregressiveTransform`` or back to our earlier layer. Ours maps
-:math:`z_i = x_i e^{-\alpha_i} - m_i` with :math:`\alpha = 3 \tanh(h / 3)` (MADE's outputs
+``MaskedAffineAutoregressiveTransform`` or back to one of our earlier layers. Ours maps
+:math:`z_i = x_i e^{-\alpha_i} - m_i` with the scale
+:math:`e^{-\alpha} = \mathrm{softplus}(h + b) + 10^{-3}`, 1 at :math:`h = 0` (MADE's outputs
 :math:`m, h`); nflows maps :math:`z_i = \sigma_i x_i + t_i` with
 :math:`\sigma = \mathrm{softplus}(h) + 10^{-3}` (outputs :math:`t, h`):
 
 * ``ours``: the package's :class:`~nf_course.bijectors.MAF`.
-* ``shiftbefore``: MADE outputs the shift :math:`\mu` itself,
+* ``tanhclamp``: the soft clamp :math:`\alpha = 3 \tanh(h / 3)` instead of the softplus
+  scale: the package's layer before the softplus scale.
+* ``tanhclamp+shiftbefore``: that, with MADE outputting the shift :math:`\mu` itself,
   :math:`z_i = (x_i - \mu_i) e^{-\alpha_i}` (the same maps; only how the shift depends on the
-  network's output differs): the package's layer until the shift moved after the scale.
-* ``wideclamp``: the clamp at :math:`\pm \log 10^3` instead of :math:`\pm 3` (zuko's range of
-  the log-scale, and nflows' smallest scale).
-* ``unbounded``: :math:`\alpha = h`, no soft clamp.
-* ``softplus``: nflows' map and scale, :math:`z_i = \sigma_i x_i + t_i`; a fresh layer scales
-  by :math:`\log 2 + 10^{-3}`, not 1.
+  network's output differs): the package's layer before the shift moved after the scale.
+* ``tanhclamp+wideclamp``: the clamp at :math:`\pm \log 10^3` instead of :math:`\pm 3`
+  (zuko's range of the log-scale, and nflows' smallest scale).
+* ``unbounded``: :math:`\alpha = h`, no bound.
+* ``softplus``: nflows' scale, :math:`e^{-\alpha} = \mathrm{softplus}(h) + 10^{-3}`; a fresh
+  layer scales by :math:`\log 2 + 10^{-3}`, not 1 (nflows' map up to the sign of the shift,
+  which Adam does not see).
 * ``torchinit``: MADE's output layer initialized like its other layers (seeded as above).
 * ``softplus+torchinit``: both, i.e. nflows' layer built from our class.
 * ``nflows``: nflows' flow as ``peers.py`` builds it.
@@ -45,8 +49,8 @@ two-sided p-value of the exact Mann-Whitney U test over the seeds. ``--summarize
 prints that table from the per-run lines of earlier outputs (runs of one kind, target and
 budget). The outputs ``results/coupling_ablation_*.txt`` were made by this script's first
 version, ``coupling_ablation.py``, which had only the RealNVP variants (same code); the MAF
-outputs whose first line says so were made while the package's MAF had the shift before the
-scale, and map their variants' names to today's.
+outputs made while the package's MAF was an earlier layer map their variants' names to
+today's in their first line.
 
 Run::
 
@@ -65,6 +69,7 @@ import argparse
 import math
 import re
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from types import MethodType
 
@@ -82,13 +87,16 @@ from nf_course.datasets import TOY_DATASETS
 ZUKO_LOG_SLOPE = math.log(1e-3)
 #: nflows' smallest scale of its masked affine transform, σ = softplus(h) + 1e-3.
 NFLOWS_MIN_SCALE = 1e-3
+#: The bound of the soft clamp of the package's earlier MAF layers (and of its IAF).
+TANH_BOUND = 3.0
 #: The variants of each kind; the last one is the peer's own flow.
 VARIANTS = {
     "realnvp": ("ours", "softclip", "torchinit", "softclip+torchinit", "zuko"),
     "maf": (
         "ours",
-        "shiftbefore",
-        "wideclamp",
+        "tanhclamp",
+        "tanhclamp+shiftbefore",
+        "tanhclamp+wideclamp",
         "unbounded",
         "softplus",
         "torchinit",
@@ -108,25 +116,28 @@ def soft_clipped_conditioner(self: AffineCoupling, y_A: Tensor) -> tuple[Tensor,
     return h / (1 + (h / ZUKO_LOG_SLOPE).abs()), t
 
 
-def unbounded_conditioner(self: MAF, y: Tensor) -> tuple[Tensor, Tensor]:
-    """A MAF layer's MADE pass ``y -> (t, alpha)`` with ``alpha = h``, no soft clamp (for
-    :func:`shift_after_scale`)."""
-    t, h = self.made(y).unbind(dim=1)
-    return t, h
+def tanh_clamp_log_scale(self: MAF, h: Tensor) -> Tensor:
+    """The soft clamp ``alpha = c tanh(h / c)`` (``c = self.alpha_bound``)."""
+    return self.alpha_bound * torch.tanh(h / self.alpha_bound)
 
 
-def nflows_conditioner(self: MAF, y: Tensor) -> tuple[Tensor, Tensor]:
-    """A MAF layer's MADE pass ``y -> (t, alpha)`` with nflows' scale: the density direction
-    multiplies by ``exp(-alpha) = softplus(h) + 1e-3``."""
-    t, h = self.made(y).unbind(dim=1)
-    return t, -torch.log(F.softplus(h) + NFLOWS_MIN_SCALE)
+def nflows_log_scale(self: MAF, h: Tensor) -> Tensor:
+    """nflows' scale: the density direction multiplies by ``exp(-alpha) = softplus(h) + 1e-3``."""
+    return -torch.log(F.softplus(h) + NFLOWS_MIN_SCALE)
 
 
-def shift_after_scale(y: Tensor, t: Tensor, alpha: Tensor, sign: int) -> Tensor:
-    """nflows' affine map, ``exp(-alpha) y + t`` in the density direction (``sign = -1``), its
-    inverse ``(y - t) exp(alpha)`` for ``sign = +1``; the log-determinant is
-    ``sign * sum(alpha)`` as for ours."""
-    return y * torch.exp(-alpha) + t if sign < 0 else (y - t) * torch.exp(alpha)
+def shift_after_scale_conditioner(
+    log_scale: Callable[[MAF, Tensor], Tensor],
+) -> Callable[[MAF, Tensor], tuple[Tensor, Tensor]]:
+    """A MAF layer's MADE pass ``x -> (mu, alpha)`` as the package's (``mu = exp(alpha) m`` for
+    MADE's outputs ``m, h``), with ``alpha = log_scale(layer, h)``."""
+
+    def conditioner(self: MAF, x: Tensor) -> tuple[Tensor, Tensor]:
+        m, h = self.made(x).unbind(dim=1)
+        alpha = log_scale(self, h)
+        return torch.exp(alpha) * m, alpha
+
+    return conditioner
 
 
 def build_variant(kind: str, name: str, seed: int) -> torch.nn.Module:
@@ -150,21 +161,21 @@ def change_layers(model: torch.nn.Module, kind: str, name: str, seed: int) -> No
     # Bound methods, so that a copy of a layer (the checker's) calls its own network.
     conditioner = {
         "softclip": soft_clipped_conditioner,
-        # IAF's conditioner: MADE's first output is the shift mu itself.
+        "tanhclamp": shift_after_scale_conditioner(tanh_clamp_log_scale),
+        # IAF's conditioner: the same clamp, MADE's first output is the shift mu itself.
         "shiftbefore": IAF.conditioner,
-        "unbounded": unbounded_conditioner,
-        "softplus": nflows_conditioner,
+        "unbounded": shift_after_scale_conditioner(lambda layer, h: h),
+        "softplus": shift_after_scale_conditioner(nflows_log_scale),
     }
+    changes = set(name.split("+"))
     for layer in layers:
-        for change, method in conditioner.items():
-            if change in name:
+        for change, method in conditioner.items():  # shiftbefore after tanhclamp: it wins
+            if change in changes:
                 layer.conditioner = MethodType(method, layer)
-        if "softclip" in name:
+        if "softclip" in changes:
             layer.scale.requires_grad_(False)  # the bound a is not used: no gradient, no step
-        if "softplus" in name or "unbounded" in name:
-            layer._affine = shift_after_scale
-        if "wideclamp" in name:
-            layer.alpha_bound = -ZUKO_LOG_SLOPE
+        if "tanhclamp" in changes:
+            layer.alpha_bound = -ZUKO_LOG_SLOPE if "wideclamp" in changes else TANH_BOUND
 
 
 def summarize(kls: dict[str, list[float]], steps: dict[str, list[int]]) -> None:

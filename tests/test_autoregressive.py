@@ -7,6 +7,7 @@ bug, so the property tests run on layers whose parameters are perturbed by seede
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -161,31 +162,49 @@ def test_jacobian_is_triangular_and_log_det_sums_its_diagonal(cls, order):
 
 
 def test_each_layer_adds_its_shift_after_the_scale_in_its_one_pass_direction():
-    """MAF's MADE outputs the shift in units of the scale, m = mu e^-alpha, so forward is
-    z = x e^-alpha - m; IAF's outputs mu itself, so inverse is x = mu + e^alpha z. Both are the
+    """MAF's MADE outputs the shift in units of the scale, m = mu e^-alpha, and the raw h of a
+    softplus scale e^-alpha = softplus(h + b) + e^-c, so forward is z = x e^-alpha - m; IAF's
+    outputs mu itself and alpha = c tanh(h / c), so inverse is x = mu + e^alpha z. Both are the
     Gaussian layer of chapter 7 (same maps, same densities); the parametrization is what
     training sees (benchmarks/layer_ablation.py)."""
     x = randn(6, 4, seed=3)
     maf, iaf = perturbed(MAF(4, hidden=(16,))), perturbed(IAF(4, hidden=(16,)), seed=1)
     m, h = maf.made(x).unbind(dim=1)
-    alpha = maf.alpha_bound * torch.tanh(h / maf.alpha_bound)
-    mu, conditioner_alpha = maf.conditioner(x)
+    floor = math.exp(-maf.alpha_bound)
+    scale = torch.nn.functional.softplus(h + math.log(math.expm1(1 - floor))) + floor
+    mu, alpha = maf.conditioner(x)
+    torch.testing.assert_close(alpha, -scale.log())
     torch.testing.assert_close(mu, torch.exp(alpha) * m)
-    torch.testing.assert_close(conditioner_alpha, alpha)
-    torch.testing.assert_close(maf(x)[0], x * torch.exp(-alpha) - m)
+    torch.testing.assert_close(maf(x)[0], x * scale - m)
     mu, h = iaf.made(x).unbind(dim=1)
     alpha = iaf.alpha_bound * torch.tanh(h / iaf.alpha_bound)
     torch.testing.assert_close(iaf.inverse(x)[0], mu + torch.exp(alpha) * x)
 
 
-def test_log_scale_stays_bounded_for_huge_conditioner_outputs():
-    layer = perturbed(MAF(4, hidden=(16,)))
+@pytest.mark.parametrize("alpha_bound", [0.5, 3.0, math.log(1e3)])
+def test_fresh_maf_scale_is_one_for_any_bound(alpha_bound):
+    x = randn(5, 3, seed=2)
+    z, log_det = MAF(3, hidden=(8,), alpha_bound=alpha_bound).double()(x)
+    torch.testing.assert_close(z, x)
+    torch.testing.assert_close(log_det, torch.zeros(5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+@pytest.mark.parametrize("cls", LAYERS)
+def test_log_scale_stays_bounded_for_huge_conditioner_outputs(cls, sign):
+    """IAF's |alpha| <= c (tanh saturates in floating point); MAF's alpha <= c, and its density
+    scale e^-alpha grows only linearly with MADE's output, so that z stays finite."""
+    layer = perturbed(cls(4, hidden=(16,)))
     with torch.no_grad():
-        layer.made.layers[-1].weight.mul_(1e4)
+        layer.made.layers[-1].weight.mul_(sign * 1e4)
     x = randn(8, 4, seed=1)
     z, log_det = layer(x)
+    _, alpha = layer.conditioner(z if cls is IAF else x)
     assert torch.isfinite(z).all() and torch.isfinite(log_det).all()
-    assert (log_det.abs() <= 4 * layer.alpha_bound).all()
+    assert (alpha <= layer.alpha_bound).all()
+    if cls is IAF:
+        assert (alpha >= -layer.alpha_bound).all()
+    torch.testing.assert_close(log_det, -alpha.sum(dim=1))
 
 
 # ----------------------------------------------------------------------------- cost

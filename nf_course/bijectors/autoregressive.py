@@ -11,6 +11,7 @@ conditioner on the noise, ``x = t + s ⊙ z``: that is ``IAF.inverse`` here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import pairwise
 
@@ -193,14 +194,14 @@ class _GaussianAutoregressive(Bijector):
     :meth:`_sequential` computes them from its *output*, which it fills one coordinate per pass
     in the order of the ordering (``D`` passes).
 
-    Bounded log-scale: MADE's raw output :math:`h` becomes
-    :math:`\alpha = c \tanh(h / c)` with ``c = alpha_bound``, a soft clamp: the identity near 0
-    (slope 1, so small scales train as if unclamped), never beyond :math:`\pm c`, and with a
-    non-zero gradient everywhere. Each coordinate is thus stretched or shrunk by at most
-    :math:`e^{c}`. This matters most in the sequential direction, where each :math:`x_i` feeds
-    the conditioner of the later ones: an unbounded :math:`\alpha` lets one overflow (or one
-    huge value) propagate through the remaining ``D - i`` steps. The bound is a fixed number,
-    not a parameter, so the guarantee holds during training too.
+    Bounded log-scale (:class:`IAF`'s; :class:`MAF` bounds it from above only): MADE's raw
+    output :math:`h` becomes :math:`\alpha = c \tanh(h / c)` with ``c = alpha_bound``, a soft
+    clamp: the identity near 0 (slope 1, so small scales train as if unclamped), never beyond
+    :math:`\pm c`, and with a non-zero gradient everywhere. Each coordinate is thus stretched or
+    shrunk by at most :math:`e^{c}`. This matters most in the sequential direction, where each
+    coordinate feeds the conditioner of the later ones: an unbounded :math:`\alpha` lets one
+    overflow (or one huge value) propagate through the remaining ``D - i`` steps. The bound is
+    a fixed number, not a parameter, so the guarantee holds during training too.
     """
 
     def __init__(
@@ -280,29 +281,51 @@ class MAF(_GaussianAutoregressive):
     The shift is learned in units of the scale: MADE outputs :math:`m_i = \mu_i e^{-\alpha_i}`,
     so that ``forward`` is :math:`z_i = x_i e^{-\alpha_i} - m_i`, the learned shift added after
     the scale in the direction the layer is trained in (as in :class:`AffineCoupling` and in
-    :class:`IAF`'s one-pass direction). The family of maps is the same; trained by maximum
-    likelihood with large batches at the default rate, the layer ends closer to the data, and
-    it prefers a lower learning rate than the layer that outputs :math:`\mu` (chapter 7;
-    ``benchmarks/layer_ablation.py``, ``benchmarks/short_fits.py``).
+    :class:`IAF`'s one-pass direction). The scale of that direction is a softplus of MADE's
+    other output :math:`h`, :math:`e^{-\alpha_i} = \operatorname{softplus}(h_i + b) + e^{-c}`,
+    with :math:`b` such that it is 1 at :math:`h = 0` and ``c = alpha_bound``: the log-scale
+    stays below :math:`c` (sampling stretches a coordinate by at most :math:`e^{c}`), and the
+    density direction's scale grows linearly, not exponentially, in :math:`h`. The family of
+    maps is that of any Gaussian autoregressive layer; the parametrization is what training
+    sees. Against :class:`IAF`'s soft clamp in the same layer, a stack trained by maximum
+    likelihood ends closer to the rings target and level on the other 2D targets, and is less
+    sensitive to the learning rate (chapter 7; appendix; ``benchmarks/layer_ablation.py``,
+    ``benchmarks/short_fits.py``).
 
     Args:
         dim: dimension ``D ≥ 1`` of a sample.
         hidden: widths of MADE's hidden layers.
         order: ``"natural"``, ``"reversed"``, ``"random"`` or a permutation of ``range(D)``.
         seed: seed of the ``"random"`` ordering and degrees.
-        alpha_bound: the bound :math:`c` of the soft clamp :math:`\alpha = c \tanh(h / c)`.
+        alpha_bound: the bound :math:`c > 0` above :math:`\alpha`; the density direction
+            scales by at least :math:`e^{-c}` (:math:`10^{-3}` by default).
 
     Attributes:
         made: the conditioner, :class:`MADE` with ``outputs_per_dim=2`` (``[:, 0]`` is
-            :math:`m = \mu e^{-\alpha}`, ``[:, 1]`` the raw :math:`\alpha`); each call is one
-            pass (count them with a forward hook).
+            :math:`m = \mu e^{-\alpha}`, ``[:, 1]`` the raw :math:`h`); each call is one pass
+            (count them with a forward hook).
     """
 
+    def __init__(
+        self,
+        dim: int,
+        *,
+        hidden: Sequence[int] = (64, 64),
+        order: str | Sequence[int] = "natural",
+        seed: int = 0,
+        alpha_bound: float = math.log(1e3),
+    ) -> None:
+        super().__init__(dim, hidden=hidden, order=order, seed=seed, alpha_bound=alpha_bound)
+
     def conditioner(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """One MADE pass: ``x (B, D) -> (mu, alpha)``, each ``(B, D)``, ``|alpha| < c``, with
-        ``mu = exp(alpha) m`` for MADE's first output ``m``."""
-        m, alpha = super().conditioner(x)
-        return torch.exp(alpha) * m, alpha
+        """One MADE pass: ``x (B, D) -> (mu, alpha)``, each ``(B, D)``, ``alpha < c``, from
+        MADE's outputs ``m, h``: ``exp(-alpha) = softplus(h + b) + exp(-c)`` and
+        ``mu = exp(alpha) m``."""
+        m, h = self.made(x).unbind(dim=1)
+        b = h.new_tensor(math.log(math.expm1(1 - math.exp(-self.alpha_bound))))
+        # softplus(h + b) + e^-c, written so that it is exactly 1 at h = 0 in any precision
+        scale = 1 + (F.softplus(h + b) - F.softplus(b))
+        return m / scale, -torch.log(scale)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x (B, D) -> (z (B, D), -Σ alpha (B,))`` in one MADE pass."""
