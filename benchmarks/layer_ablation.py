@@ -87,8 +87,6 @@ from nf_course.datasets import TOY_DATASETS
 ZUKO_LOG_SLOPE = math.log(1e-3)
 #: nflows' smallest scale of its masked affine transform, σ = softplus(h) + 1e-3.
 NFLOWS_MIN_SCALE = 1e-3
-#: The bound of the soft clamp of the package's earlier MAF layers (and of its IAF).
-TANH_BOUND = 3.0
 #: The variants of each kind; the last one is the peer's own flow.
 VARIANTS = {
     "realnvp": ("ours", "softclip", "torchinit", "softclip+torchinit", "zuko"),
@@ -175,7 +173,8 @@ def change_layers(model: torch.nn.Module, kind: str, name: str, seed: int) -> No
         if "softclip" in changes:
             layer.scale.requires_grad_(False)  # the bound a is not used: no gradient, no step
         if "tanhclamp" in changes:
-            layer.alpha_bound = -ZUKO_LOG_SLOPE if "wideclamp" in changes else TANH_BOUND
+            wide = "wideclamp" in changes  # else the clamp of the earlier MAF layers, IAF's
+            layer.alpha_bound = -ZUKO_LOG_SLOPE if wide else IAF.default_alpha_bound
 
 
 def summarize(kls: dict[str, list[float]], steps: dict[str, list[int]]) -> None:

@@ -204,6 +204,9 @@ class _GaussianAutoregressive(Bijector):
     a fixed number, not a parameter, so the guarantee holds during training too.
     """
 
+    #: The bound ``c`` when ``alpha_bound`` is not given.
+    default_alpha_bound = 3.0
+
     def __init__(
         self,
         dim: int,
@@ -211,7 +214,7 @@ class _GaussianAutoregressive(Bijector):
         hidden: Sequence[int] = (64, 64),
         order: str | Sequence[int] = "natural",
         seed: int = 0,
-        alpha_bound: float = 3.0,
+        alpha_bound: float | None = None,
     ) -> None:
         super().__init__()
         where = type(self).__name__
@@ -221,6 +224,8 @@ class _GaussianAutoregressive(Bijector):
         self.made = MADE(
             self.dim, hidden=_widths(hidden, where), outputs_per_dim=2, order=order, seed=seed
         )
+        if alpha_bound is None:
+            alpha_bound = self.default_alpha_bound
         if isinstance(alpha_bound, bool) or not isinstance(alpha_bound, int | float):
             raise TypeError(f"{where}: alpha_bound must be a number, got {alpha_bound!r}")
         if not alpha_bound > 0:
@@ -298,7 +303,8 @@ class MAF(_GaussianAutoregressive):
         order: ``"natural"``, ``"reversed"``, ``"random"`` or a permutation of ``range(D)``.
         seed: seed of the ``"random"`` ordering and degrees.
         alpha_bound: the bound :math:`c > 0` above :math:`\alpha`; the density direction
-            scales by at least :math:`e^{-c}` (:math:`10^{-3}` by default).
+            scales by at least :math:`e^{-c}` (default :attr:`default_alpha_bound`,
+            :math:`\log 10^3`: at least :math:`10^{-3}`).
 
     Attributes:
         made: the conditioner, :class:`MADE` with ``outputs_per_dim=2`` (``[:, 0]`` is
@@ -306,16 +312,7 @@ class MAF(_GaussianAutoregressive):
             (count them with a forward hook).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        *,
-        hidden: Sequence[int] = (64, 64),
-        order: str | Sequence[int] = "natural",
-        seed: int = 0,
-        alpha_bound: float = math.log(1e3),
-    ) -> None:
-        super().__init__(dim, hidden=hidden, order=order, seed=seed, alpha_bound=alpha_bound)
+    default_alpha_bound = math.log(1e3)
 
     def conditioner(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """One MADE pass: ``x (B, D) -> (mu, alpha)``, each ``(B, D)``, ``alpha < c``, from
@@ -356,7 +353,8 @@ class IAF(_GaussianAutoregressive):
         hidden: widths of MADE's hidden layers.
         order: ``"natural"``, ``"reversed"``, ``"random"`` or a permutation of ``range(D)``.
         seed: seed of the ``"random"`` ordering and degrees.
-        alpha_bound: the bound :math:`c` of the soft clamp :math:`\alpha = c \tanh(h / c)`.
+        alpha_bound: the bound :math:`c` of the soft clamp :math:`\alpha = c \tanh(h / c)`
+            (default :attr:`default_alpha_bound`, 3).
 
     Attributes:
         made: the conditioner, as in :class:`MAF`, applied to :math:`z`.
